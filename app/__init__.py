@@ -1,0 +1,1 @@
+"""REST inference service for the IMDB sentiment and MNIST digit Keras models."""

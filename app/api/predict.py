@@ -1,0 +1,135 @@
+"""The service's own endpoints: predict sentiment from reviews, digits from images; list models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.api.deps import get_server, get_settings, require_api_key, require_json
+from app.config import Settings
+from app.errors import InvalidInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from app.inputs import ImageError, check_reviews, decode_digit
+from app.responses import FastJSONResponse
+from app.schemas import (
+    DIGITS_REQUEST_BODY,
+    DigitsResponse,
+    ModelInfo,
+    ModelList,
+    SentimentRequest,
+    SentimentResponse,
+    error_responses,
+)
+from app.serving import ModelServer
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+ServerDep = Annotated[ModelServer, Depends(get_server)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# Images this small decode in well under a millisecond: cheaper on the event loop than a
+# hand-off to a thread. Larger ones decode in a thread so that the loop keeps serving.
+INLINE_DECODE_BYTES = 64 * 1024
+
+
+@router.post(
+    "/sentiment/predict",
+    response_model=SentimentResponse,
+    responses=error_responses(400, 401, 413, 422, 503, 504, 500),
+    summary="Sentiment of movie reviews",
+    dependencies=[Depends(require_json)],
+)
+async def predict_sentiment(
+    body: SentimentRequest, server: ServerDep, settings: SettingsDep
+) -> FastJSONResponse:
+    """Probability that each review is positive, and the label it implies (score >= 0.5)."""
+    if len(body.reviews) > settings.max_instances:
+        raise Unprocessable(
+            f"{len(body.reviews)} reviews; at most MAX_INSTANCES={settings.max_instances} per request"
+        )
+    if problem := check_reviews(body.reviews, settings.max_review_chars):
+        raise Unprocessable(problem)
+    model, scores = await server.predict("sentiment", np.array(body.reviews, dtype=object))
+    predictions = [
+        {"label": "positive" if score >= 0.5 else "negative", "score": score}
+        for score in scores.astype(float).tolist()
+    ]
+    return FastJSONResponse(
+        {"model": model.name, "version": model.version, "predictions": predictions}
+    )
+
+
+@router.post(
+    "/digits/predict",
+    response_model=DigitsResponse,
+    responses=error_responses(400, 401, 413, 415, 422, 503, 504, 500),
+    openapi_extra={"requestBody": DIGITS_REQUEST_BODY},
+    summary="Digits in uploaded images",
+)
+async def predict_digits(
+    request: Request, server: ServerDep, settings: SettingsDep
+) -> FastJSONResponse:
+    """Upload images as ``file`` fields of a multipart form, one digit each.
+
+    Any format Pillow decodes; 28x28 images are used as they are, others are scaled and
+    centred as MNIST was made; dark-on-light drawings are inverted first.
+    """
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise UnsupportedMediaType(
+            f"send the images as multipart/form-data 'file' fields, not {content_type or 'no content type'}"
+        )
+    async with request.form(
+        max_files=settings.max_instances, max_fields=settings.max_instances, max_part_size=64 * 1024
+    ) as form:
+        uploads = form.getlist("file")
+        if not uploads:
+            raise Unprocessable("the form has no 'file' field; send each image as 'file'")
+        images = [
+            await _decode_upload(upload, index, settings) for index, upload in enumerate(uploads)
+        ]
+    model, probabilities = await server.predict("digits", np.stack(images))
+    predictions = [
+        {"digit": int(np.argmax(row)), "probabilities": row}
+        for row in probabilities.astype(float).tolist()
+    ]
+    return FastJSONResponse(
+        {"model": model.name, "version": model.version, "predictions": predictions}
+    )
+
+
+async def _decode_upload(upload: object, index: int, settings: Settings) -> np.ndarray:
+    if not isinstance(upload, UploadFile):
+        raise InvalidInput(f"'file' field {index} is text, not a file upload")
+    data = await upload.read()
+    try:
+        if len(data) <= INLINE_DECODE_BYTES:
+            return decode_digit(data, settings.max_image_side)
+        return await run_in_threadpool(decode_digit, data, settings.max_image_side)
+    except ImageError as exc:
+        name = upload.filename or f"file {index}"
+        if exc.too_large:
+            raise PayloadTooLarge(f"{name}: {exc}") from exc
+        raise InvalidInput(f"{name}: {exc}") from exc
+
+
+@router.get("/models", response_model=ModelList, summary="The models served")
+async def list_models(server: ServerDep) -> ModelList:
+    """Every model with its served (highest) version, device and signature."""
+    infos = []
+    for name, versions in server.servables.items():
+        model = server.get(name).model
+        infos.append(
+            ModelInfo(
+                name=name,
+                version=model.version,
+                versions=sorted(versions),
+                device=model.device,
+                path=str(model.path),
+                inputs={k: v.as_dict() for k, v in model.inputs.items()},
+                outputs={k: v.as_dict() for k, v in model.outputs.items()},
+            )
+        )
+    return ModelList(models=infos)

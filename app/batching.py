@@ -1,0 +1,254 @@
+"""Adaptive micro-batching: many concurrent requests, one model call.
+
+Requests put their instances on a queue and await a future. One worker per model takes what is
+queued (up to ``max_batch_size`` instances), runs the blocking model call on a dedicated thread
+so the event loop keeps accepting requests, splits the outputs and resolves the futures.
+
+Adaptive, not a fixed timer: an idle worker runs a lone request at once, and whatever arrives
+while a call runs goes together in the next call. So batches grow with load by themselves;
+``max_batch_delay_s`` optionally waits a little longer for a fuller batch.
+
+This module knows asyncio, NumPy and a callable ``inputs -> outputs`` (first axis = instances);
+nothing of HTTP or TensorFlow, so its tests can drive it with a fake model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+class BatcherError(Exception):
+    """Base of the errors a caller of :meth:`MicroBatcher.predict` can get."""
+
+
+class QueueFullError(BatcherError):
+    """Too many instances are waiting; try again shortly."""
+
+
+class RequestTooLargeError(BatcherError):
+    """The request has more instances than the queue can ever hold."""
+
+
+class DeadlineExceededError(BatcherError):
+    """The request was not answered before its deadline."""
+
+
+class BatchFailedError(BatcherError):
+    """The model call for the request's batch raised or returned the wrong number of outputs."""
+
+
+class BatcherClosedError(BatcherError):
+    """The batcher is shutting down and takes no new requests."""
+
+
+class BatchObserver(Protocol):
+    """Where the batcher reports what it does (Prometheus metrics in the service)."""
+
+    def queue_depth(self, instances: int) -> None: ...
+
+    def batch_done(self, instances: int, seconds: float, ok: bool) -> None: ...
+
+
+class _NullObserver:
+    def queue_depth(self, instances: int) -> None:
+        pass
+
+    def batch_done(self, instances: int, seconds: float, ok: bool) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One request's share of a batch: its inputs and the future its caller awaits."""
+
+    inputs: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    deadline: float
+    taken: bool = field(default=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs)
+
+
+class MicroBatcher:
+    """Queue, worker and futures for one model."""
+
+    def __init__(
+        self,
+        name: str,
+        predict: PredictFn,
+        *,
+        max_batch_size: int = 64,
+        max_batch_delay_s: float = 0.0,
+        max_queue_size: int = 1024,
+        timeout_s: float = 10.0,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay_s = max_batch_delay_s
+        self.max_queue_size = max_queue_size
+        self.timeout_s = timeout_s
+        self._predict = predict
+        self._observer = observer or _NullObserver()
+        self._queue: deque[_Pending] = deque()
+        self._queued = 0  # instances waiting, the unit of max_queue_size
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def close(self) -> None:
+        """Take no new requests, answer every queued one, then stop the worker."""
+        self._closing = True
+        self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+        self._executor.shutdown(wait=False)
+
+    # ---- the caller's side -------------------------------------------------------------
+
+    async def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Queue ``inputs`` (first axis = instances) and return the model's outputs for them.
+
+        A request larger than ``max_batch_size`` is split into several queue entries; smaller
+        ones stay whole. Raises a :class:`BatcherError` for overload, deadline or model failure.
+        """
+        size = len(inputs)
+        if self._closing:
+            raise BatcherClosedError(f"model {self.name!r} is shutting down")
+        if size > self.max_queue_size:
+            raise RequestTooLargeError(
+                f"{size} instances can never fit the queue of model {self.name!r} "
+                f"(MAX_QUEUE_SIZE={self.max_queue_size})"
+            )
+        if self._queued + size > self.max_queue_size:
+            raise QueueFullError(
+                f"model {self.name!r} has {self._queued} instances queued "
+                f"(MAX_QUEUE_SIZE={self.max_queue_size}); retry shortly"
+            )
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        step = self.max_batch_size
+        pending = [
+            _Pending(inputs[start : start + step], loop.create_future(), deadline)
+            for start in range(0, size, step)
+        ]
+        self._queue.extend(pending)
+        self._queued += size
+        self._observer.queue_depth(self._queued)
+        self._wakeup.set()
+
+        try:
+            async with asyncio.timeout_at(deadline):
+                if len(pending) == 1:
+                    return await pending[0].future
+                parts = await asyncio.gather(*(p.future for p in pending))
+                return np.concatenate(parts)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"model {self.name!r} did not answer within {self.timeout_s:g} s"
+            ) from None
+        finally:
+            # Deadline passed or the client went away: whatever is still queued never
+            # reaches the model, and gives its room in the queue back at once.
+            self._withdraw(pending)
+
+    def _withdraw(self, pending: list[_Pending]) -> None:
+        for p in pending:
+            if not p.future.done():
+                p.future.cancel()
+            if not p.taken:
+                p.taken = True
+                self._queue.remove(p)
+                self._queued -= p.size
+        self._observer.queue_depth(self._queued)
+
+    # ---- the worker's side -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while (batch := await self._next_batch()) is not None:
+            await self._execute(batch)
+
+    async def _next_batch(self) -> list[_Pending] | None:
+        """Wait for work, then take up to ``max_batch_size`` instances; None once closed."""
+        while not self._queue:
+            if self._closing:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+        if self.max_batch_delay_s > 0:
+            await self._wait_for_fuller_batch()
+
+        batch: list[_Pending] = []
+        size = 0
+        while self._queue and size + self._queue[0].size <= self.max_batch_size:
+            p = self._queue.popleft()
+            p.taken = True
+            self._queued -= p.size
+            if not p.future.done():  # a cancelled request is skipped
+                batch.append(p)
+                size += p.size
+        self._observer.queue_depth(self._queued)
+        return batch
+
+    async def _wait_for_fuller_batch(self) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.max_batch_delay_s
+        while self._queued < self.max_batch_size and not self._closing:
+            remaining = until - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        """One model call for the whole batch; its outcome goes to every request in it."""
+        if not batch:
+            return
+        inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([p.inputs for p in batch])
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._predict, inputs)
+            if len(outputs) != len(inputs):
+                raise ValueError(f"returned {len(outputs)} outputs for {len(inputs)} inputs")
+        except Exception as exc:
+            self._observer.batch_done(len(inputs), time.perf_counter() - started, ok=False)
+            logger.exception("model %r failed on a batch of %d instances", self.name, len(inputs))
+            message = f"model {self.name!r} failed: {type(exc).__name__}: {exc}"
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(BatchFailedError(message))
+            return
+        self._observer.batch_done(len(inputs), time.perf_counter() - started, ok=True)
+        offset = 0
+        for p in batch:
+            if not p.future.done():
+                p.future.set_result(outputs[offset : offset + p.size])
+            offset += p.size

@@ -1,0 +1,58 @@
+"""Every setting of the service, read from environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Names are the environment variables, upper-cased: ``MAX_BATCH_SIZE=32`` and so on."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+
+    # Server
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes, each with its batchers")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    # Models
+    model_dir: Path = Path("models")
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    tf_intra_op_threads: int = Field(0, ge=0, description="0 lets TensorFlow choose")
+    tf_inter_op_threads: int = Field(0, ge=0, description="0 lets TensorFlow choose")
+
+    # Batching
+    max_batch_size: int = Field(64, ge=1, description="instances per model call")
+    max_batch_delay_ms: float = Field(0.0, ge=0, description="wait for a fuller batch (0: never)")
+    max_queue_size: int = Field(1024, ge=1, description="instances waiting per model")
+    request_timeout_s: float = Field(10.0, gt=0)
+
+    # Request limits
+    max_instances: int = Field(256, ge=1, description="reviews or images per request")
+    max_review_chars: int = Field(100_000, ge=1)
+    max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_image_side: int = Field(4096, ge=28, description="largest accepted width or height")
+
+    # Security
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="comma-separated; empty: no authentication"
+    )
+    metrics_public: bool = Field(True, description="false: /metrics needs an API key too")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,156 @@
+"""Error types, and the handlers that turn every failure into a JSON answer.
+
+The service's own routes answer ``{"error": {"code": ..., "message": ...}}``; routes under
+``/v1/models/`` answer ``{"error": "..."}`` as TensorFlow Serving does. Every error is logged
+once, with the request id that the ``X-Request-ID`` header also carries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from app import batching
+from app.responses import FastJSONResponse
+
+logger = logging.getLogger("app.errors")
+
+TFSERVING_PREFIX = "/v1/models/"
+
+
+class ServiceError(Exception):
+    """An error with its HTTP status and a stable machine-readable code."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class InvalidInput(ServiceError):
+    status_code, code = 400, "invalid_input"
+
+
+class Unauthorized(ServiceError):
+    status_code, code = 401, "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ServiceError):
+    status_code, code = 404, "not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code, code = 415, "unsupported_media_type"
+
+
+class Unprocessable(ServiceError):
+    status_code, code = 422, "invalid_request"
+
+
+class Unavailable(ServiceError):
+    status_code, code = 503, "unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"Retry-After": "1"})
+
+
+# What the batcher raises, as HTTP: (status, code, extra headers).
+_BATCHER_ERRORS: dict[type[batching.BatcherError], tuple[int, str, dict[str, str]]] = {
+    batching.QueueFullError: (503, "overloaded", {"Retry-After": "1"}),
+    batching.BatcherClosedError: (503, "shutting_down", {"Retry-After": "1"}),
+    batching.RequestTooLargeError: (413, "too_many_instances", {}),
+    batching.DeadlineExceededError: (504, "deadline_exceeded", {}),
+    batching.BatchFailedError: (500, "model_error", {}),
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    level = logging.ERROR if status >= 500 else logging.INFO
+    logger.log(
+        level,
+        "request %s: %s %s -> %d %s: %s",
+        request_id(request),
+        request.method,
+        request.url.path,
+        status,
+        code,
+        message,
+    )
+    if request.url.path.startswith(TFSERVING_PREFIX):
+        body: dict = {"error": message}
+    else:
+        body = {"error": {"code": code, "message": message}}
+    return FastJSONResponse(body, status_code=status, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return error_response(request, exc.status_code, exc.code, exc.message, exc.headers)
+
+
+async def _batcher_error(request: Request, exc: Exception) -> Response:
+    status, code, headers = _BATCHER_ERRORS.get(type(exc), (500, "model_error", {}))
+    return error_response(request, status, code, str(exc), headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(request, 400, "invalid_json", "the request body is not valid JSON")
+    details = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in errors[:5]
+    )
+    return error_response(request, 422, "invalid_request", details or "invalid request")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.exception("request %s: unexpected error", request_id(request), exc_info=exc)
+    return error_response(request, 500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(batching.BatcherError, _batcher_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

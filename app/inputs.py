@@ -1,0 +1,125 @@
+"""Turn users' uploads and texts into model inputs, and reject what cannot be one.
+
+Images become 28x28 float32 arrays of 0-255 ink on black, made the way MNIST was made: light
+backgrounds inverted, the digit scaled to fit 20x20 and centred by its centre of mass.
+Pillow, NumPy; nothing of HTTP or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MNIST_SIZE = 28
+DIGIT_BOX = 20
+INK_THRESHOLD = 32  # grey levels above this count as ink when finding the digit's box
+
+
+class ImageError(ValueError):
+    """The upload is not a usable image; ``too_large`` tells a size problem from a bad file."""
+
+    def __init__(self, message: str, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
+
+
+def decode_digit(data: bytes, max_side: int = 4096) -> np.ndarray:
+    """Image file bytes -> (28, 28) float32 pixels, 0 = background, 255 = ink."""
+    grey = _to_greyscale(_open(data, max_side))
+    if _has_light_background(grey):
+        grey = 255 - grey
+    if grey.shape != (MNIST_SIZE, MNIST_SIZE):
+        grey = _center_like_mnist(grey)
+    return grey.astype(np.float32)
+
+
+def _open(data: bytes, max_side: int) -> Image.Image:
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if max(width, height) > max_side:
+                raise ImageError(
+                    f"the image is {width}x{height}; at most {max_side}x{max_side} is accepted",
+                    too_large=True,
+                )
+            image.seek(0)  # first frame of an animation
+            image.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"the image is too large to decode: {exc}", too_large=True) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("the file is not an image Pillow can decode") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"the image is truncated or corrupt: {exc}") from exc
+    if width < 1 or height < 1:
+        raise ImageError("the image has no pixels")
+    return image
+
+
+def _to_greyscale(image: Image.Image) -> np.ndarray:
+    """8-bit greyscale; transparent parts composited on white, 16-bit scaled down."""
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        return np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8)
+    if image.mode == "F":
+        return np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _has_light_background(grey: np.ndarray) -> bool:
+    """Most border pixels light: a dark digit on paper, to be inverted to MNIST's polarity."""
+    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    return bool(np.mean(border > 127) > 0.5)
+
+
+def _center_like_mnist(grey: np.ndarray) -> np.ndarray:
+    """Crop to the ink, fit in 20x20 keeping the aspect ratio, centre of mass at the middle."""
+    rows = np.flatnonzero((grey > INK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((grey > INK_THRESHOLD).any(axis=0))
+    if rows.size == 0:  # blank image: nothing to centre
+        return np.asarray(Image.fromarray(grey).resize((MNIST_SIZE, MNIST_SIZE)), dtype=np.uint8)
+    digit = Image.fromarray(grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    scale = DIGIT_BOX / max(digit.size)
+    width = max(1, round(digit.width * scale))
+    height = max(1, round(digit.height * scale))
+    small = np.asarray(digit.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float64)
+
+    total = small.sum()
+    if total > 0:
+        ys, xs = np.indices(small.shape)
+        cy, cx = (ys * small).sum() / total, (xs * small).sum() / total
+    else:
+        cy, cx = (height - 1) / 2, (width - 1) / 2
+    top = round(MNIST_SIZE / 2 - 0.5 - cy)
+    left = round(MNIST_SIZE / 2 - 0.5 - cx)
+    top = min(max(top, 0), MNIST_SIZE - height)
+    left = min(max(left, 0), MNIST_SIZE - width)
+    frame = np.zeros((MNIST_SIZE, MNIST_SIZE), dtype=np.float64)
+    frame[top : top + height, left : left + width] = small
+    return np.clip(frame, 0, 255).round().astype(np.uint8)
+
+
+def check_reviews(reviews: list[str], max_chars: int) -> str | None:
+    """The first problem with the reviews, or None when every one can go to the model."""
+    for index, review in enumerate(reviews):
+        if not review.strip():
+            return f"reviews[{index}] is empty or only whitespace"
+        if len(review) > max_chars:
+            return (
+                f"reviews[{index}] has {len(review)} characters; at most {max_chars} are accepted"
+            )
+    return None

@@ -1,0 +1,68 @@
+"""The FastAPI application: ``uvicorn app.main:app`` or ``python -m app``.
+
+Start-up loads and warms up every model (a broken model folder stops it, naming the path) and
+starts one batcher per model; shutdown answers what is queued before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import metrics
+from app.api import health, predict
+from app.config import Settings, get_settings
+from app.errors import install_error_handlers
+from app.middleware import RequestContextMiddleware
+from app.responses import FastJSONResponse
+from app.serving import ModelServer
+
+logger = logging.getLogger("app")
+
+DESCRIPTION = """
+Predictions from two Keras models, with concurrent requests batched into single model calls:
+
+* **sentiment**: is an IMDB-style movie review positive? `POST /v1/sentiment/predict`
+* **digits**: which digit is in a 28x28 (or any) image? `POST /v1/digits/predict`
+
+Errors are JSON: `{"error": {"code": "...", "message": "..."}}`, each with an `X-Request-ID`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("app").setLevel(settings.log_level.upper())
+        server = ModelServer.load(settings)
+        server.start()
+        app.state.server = server
+        logger.info("ready: %s", ", ".join(server.servables))
+        try:
+            yield
+        finally:
+            logger.info("shutting down: answering queued requests first")
+            await server.stop()
+            metrics.mark_process_dead()
+
+    app = FastAPI(
+        title="Keras inference service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.server = None
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(predict.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,186 @@
+"""Find, load, check and warm up the SavedModels under ``MODEL_DIR``.
+
+Layout as TensorFlow Serving's: ``<MODEL_DIR>/<name>/<version>/saved_model.pb``. Every version
+of every model is loaded; routes that name no version get the highest. Anything wrong with the
+folder stops start-up with a :class:`ModelLoadError` that names the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE = "serving_default"
+
+
+class ModelLoadError(RuntimeError):
+    """The model folder is missing, empty, corrupt or has the wrong signature."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, dtype and shape of one signature input or output (None = any size)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+
+    @classmethod
+    def from_spec(cls, name: str, spec: tf.TensorSpec) -> TensorInfo:
+        return cls(name, spec.dtype.name, tuple(spec.shape.as_list()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What the service's own endpoints need of a model's ``serving_default`` signature."""
+
+    input_dtype: str
+    input_shape: tuple[int | None, ...]
+    output_shape: tuple[int | None, ...]
+
+
+# The two models the native endpoints serve; other names under MODEL_DIR are served too, through
+# the TF Serving API only, with whatever single-input, single-output signature they have.
+CONTRACTS = {
+    "sentiment": Contract("string", (None,), (None,)),
+    "digits": Contract("float32", (None, 28, 28), (None, 10)),
+}
+
+
+class LoadedModel:
+    """One version of one SavedModel, ready to call on a batch."""
+
+    def __init__(self, name: str, version: int, path: Path, device: str) -> None:
+        self.name = name
+        self.version = version
+        self.path = path
+        self.device = device
+        try:
+            with tf.device(device):
+                self._saved = tf.saved_model.load(str(path))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the SavedModel in {path}: {exc}") from exc
+        if SIGNATURE not in self._saved.signatures:
+            found = ", ".join(self._saved.signatures) or "none"
+            raise ModelLoadError(f"{path} has no {SIGNATURE!r} signature (found: {found})")
+        self._fn = self._saved.signatures[SIGNATURE]
+        _, input_specs = self._fn.structured_input_signature
+        output_specs = self._fn.structured_outputs
+        self.inputs = {k: TensorInfo.from_spec(k, v) for k, v in sorted(input_specs.items())}
+        self.outputs = {k: TensorInfo.from_spec(k, v) for k, v in sorted(output_specs.items())}
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise ModelLoadError(
+                f"{path}: the {SIGNATURE!r} signature must have one input and one output, "
+                f"has inputs {list(self.inputs)} and outputs {list(self.outputs)}"
+            )
+        self.input = next(iter(self.inputs.values()))
+        self.output = next(iter(self.outputs.values()))
+        self._input_dtype = tf.as_dtype(self.input.dtype)
+        self._check_contract()
+
+    def _check_contract(self) -> None:
+        contract = CONTRACTS.get(self.name)
+        if contract is None:
+            return
+        got = (self.input.dtype, self.input.shape, self.output.shape)
+        want = (contract.input_dtype, contract.input_shape, contract.output_shape)
+        if got != want:
+            raise ModelLoadError(
+                f"{self.path}: the {SIGNATURE!r} signature takes {self.input.dtype}"
+                f"{list(self.input.shape)} and returns {list(self.output.shape)}; the "
+                f"{self.name!r} endpoint needs {contract.input_dtype}{list(contract.input_shape)}"
+                f" -> {list(contract.output_shape)}"
+            )
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Blocking call of the signature on one batch; runs on the batcher's thread."""
+        with tf.device(self.device):
+            tensor = tf.convert_to_tensor(inputs, dtype=self._input_dtype)
+            return self._fn(**{self.input.name: tensor})[self.output.name].numpy()
+
+    def example_batch(self, size: int) -> np.ndarray:
+        """A batch of blank instances of the right dtype and shape, for warm-up."""
+        shape = (size, *(d or 1 for d in self.input.shape[1:]))
+        if self.input.dtype == "string":
+            return np.full(shape, "warm up", dtype=object)
+        return np.zeros(shape, dtype=self._input_dtype.as_numpy_dtype)
+
+    def warm_up(self, max_batch_size: int) -> None:
+        """Run the first calls now, so the first users do not pay for graph set-up."""
+        for size in sorted({1, max_batch_size}):
+            outputs = self.predict(self.example_batch(size))
+            if len(outputs) != size:
+                raise ModelLoadError(
+                    f"{self.path}: warm-up batch of {size} gave {len(outputs)} outputs"
+                )
+
+
+def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: int) -> str:
+    """Apply thread and GPU settings (before any TF op runs) and pick the device to use."""
+    if intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    if inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        # RuntimeError: already initialised in this process, where growth was set before.
+        with contextlib.suppress(RuntimeError):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    if device == "gpu" and not gpus:
+        raise ModelLoadError(
+            "DEVICE=gpu but TensorFlow sees no GPU (is the CUDA build installed, "
+            "`pip install .[gpu]`, and a GPU visible to this process?)"
+        )
+    if device == "cpu" or not gpus:
+        return "/CPU:0"
+    return "/GPU:0"
+
+
+def discover(model_dir: Path) -> dict[str, dict[int, Path]]:
+    """``{name: {version: path}}`` for every ``<name>/<version>/`` under ``model_dir``."""
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"model directory {model_dir.resolve()} does not exist")
+    found: dict[str, dict[int, Path]] = {}
+    for model_root in sorted(p for p in model_dir.iterdir() if p.is_dir()):
+        versions = {int(p.name): p for p in model_root.iterdir() if p.is_dir() and p.name.isdigit()}
+        if not versions:
+            raise ModelLoadError(
+                f"{model_root.resolve()} holds no numbered version folder (<name>/<version>/)"
+            )
+        for path in versions.values():
+            if not (path / "saved_model.pb").is_file():
+                raise ModelLoadError(f"{path.resolve()} has no saved_model.pb")
+        found[model_root.name] = dict(sorted(versions.items()))
+    return found
+
+
+def load_models(
+    model_dir: Path, device: str, max_batch_size: int
+) -> dict[str, dict[int, LoadedModel]]:
+    """Load and warm up every version of every model; the native endpoints' two must be there."""
+    found = discover(model_dir)
+    missing = [name for name in CONTRACTS if name not in found]
+    if missing:
+        raise ModelLoadError(
+            f"model directory {model_dir.resolve()} lacks {', '.join(missing)} "
+            f"(found: {', '.join(found) or 'nothing'})"
+        )
+    models: dict[str, dict[int, LoadedModel]] = {}
+    for name, versions in found.items():
+        for version, path in versions.items():
+            model = LoadedModel(name, version, path.resolve(), device)
+            model.warm_up(max_batch_size)
+            logger.info("model %s version %d loaded from %s on %s", name, version, path, device)
+            models.setdefault(name, {})[version] = model
+    return models

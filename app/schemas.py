@@ -1,0 +1,141 @@
+"""Request and response bodies of the service's own endpoints, with OpenAPI examples."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SentimentRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reviews": [
+                        "A beautiful, moving film with a superb cast.",
+                        "Two hours of my life I will never get back.",
+                    ]
+                }
+            ]
+        },
+    )
+    reviews: list[str] = Field(
+        min_length=1, description="Raw review texts, 1 to MAX_INSTANCES of them."
+    )
+
+
+class SentimentPrediction(BaseModel):
+    label: Literal["positive", "negative"]
+    score: float = Field(ge=0, le=1, description="Probability that the review is positive.")
+
+
+class SentimentResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "sentiment",
+                    "version": 1,
+                    "predictions": [
+                        {"label": "positive", "score": 0.97},
+                        {"label": "negative", "score": 0.03},
+                    ],
+                }
+            ]
+        }
+    )
+    model: str
+    version: int
+    predictions: list[SentimentPrediction]
+
+
+class DigitPrediction(BaseModel):
+    digit: int = Field(ge=0, le=9)
+    probabilities: list[float] = Field(min_length=10, max_length=10)
+
+
+class DigitsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "digits",
+                    "version": 1,
+                    "predictions": [
+                        {"digit": 7, "probabilities": [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]},
+                    ],
+                }
+            ]
+        }
+    )
+    model: str
+    version: int
+    predictions: list[DigitPrediction]
+
+
+DIGITS_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "One or more images (PNG, JPEG, BMP, GIF, TIFF, WebP).",
+                    }
+                },
+            },
+            "encoding": {"file": {"contentType": "image/*"}},
+        }
+    },
+}
+
+
+class TensorSpec(BaseModel):
+    dtype: str
+    shape: list[int | None]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: int
+    versions: list[int]
+    device: str
+    path: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_input"])
+    message: str = Field(examples=["reviews[0] is empty or only whitespace"])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, str] = Field(
+        description="State of each model: AVAILABLE, LOADING or UNAVAILABLE",
+        examples=[{"sentiment": "AVAILABLE", "digits": "AVAILABLE"}],
+    )
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    return {status: {"model": ErrorResponse} for status in statuses}

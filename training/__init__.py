@@ -1,0 +1,1 @@
+"""Offline training pipelines that export the service's SavedModels into ``models/``."""

@@ -1,0 +1,134 @@
+"""Train the MNIST digit CNN and export it as a SavedModel.
+
+Conv2D(32) -> MaxPool -> Conv2D(64) -> MaxPool -> Flatten -> Dense(64) -> Dropout -> Dense(10),
+``padding="same"``, as in the course. Scaling lives inside the exported graph: the SavedModel
+takes raw 0-255 pixels, so the service and its clients send images as they are.
+
+    python -m training.digits --help
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import export
+from training.cli import base_parser
+from training.data import load_mnist
+
+VALIDATION_SIZE = 5_000
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+
+
+def build_model(dropout: float = 0.5) -> keras.Model:
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28)),
+            keras.layers.Rescaling(1.0 / 255),
+            keras.layers.Reshape((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dropout(dropout),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="mnist_digits",
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@dataclass
+class TrainedDigits:
+    """What a run leaves behind: the in-memory model, where it was exported, its metrics."""
+
+    model: keras.Model
+    path: Path
+    metadata: dict
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The in-memory model on raw 0-255 pixels, for comparing with the SavedModel."""
+        return keras.ops.convert_to_numpy(self.model(images.astype(np.float32), training=False))
+
+
+def train(argv: list[str] | None = None) -> TrainedDigits:
+    parser = base_parser(__doc__.splitlines()[0], batch_size=128)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--dropout", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    export.seed_everything(args.seed)
+    started = time.perf_counter()
+
+    (x_train, y_train), (x_test, y_test) = load_mnist(str(args.data_dir))
+    order = np.random.default_rng(args.seed).permutation(len(x_train))[: args.limit]
+    x_train, y_train = x_train[order].astype(np.float32), y_train[order]
+    x_test, y_test = x_test[: args.limit].astype(np.float32), y_test[: args.limit]
+    n_val = min(VALIDATION_SIZE, len(x_train) // 10)
+
+    model = build_model(args.dropout)
+    history = model.fit(
+        x_train[n_val:],
+        y_train[n_val:],
+        validation_data=(x_train[:n_val], y_train[:n_val]),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        verbose=args.verbose,
+    ).history
+    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
+    predicted = np.argmax(model.predict(x_test, batch_size=1024, verbose=0), axis=-1)
+    seconds = time.perf_counter() - started
+
+    path = export.version_dir(args.output_dir, "digits", args.version)
+
+    @tf.function
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(images, training=False)}
+
+    export.export_saved_model(
+        path,
+        tracked=[model],
+        serve=serve,
+        input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME)],
+    )
+    metadata = {
+        "model": "digits",
+        "version": int(path.name),
+        "dataset": "MNIST",
+        "train_size": len(x_train) - n_val,
+        "validation_size": n_val,
+        "test_size": len(x_test),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "dropout": args.dropout,
+        "seed": args.seed,
+        "test_accuracy": round(float(test_accuracy), 5),
+        "test_loss": round(float(test_loss), 5),
+        "training_seconds": round(seconds, 1),
+        "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.items()},
+        "signature": {
+            "inputs": {INPUT_NAME: {"dtype": "float32", "shape": [None, 28, 28], "range": "0-255"}},
+            "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [None, 10]}},
+        },
+    }
+    export.write_metadata(path, metadata)
+    export.plot_history(history, path / "training_curves.png", "MNIST digits")
+    export.plot_confusion_matrix(y_test, predicted, path / "confusion_matrix.png")
+    print(f"digits: test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) -> {path}")
+    return TrainedDigits(model, path, metadata)
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(argv)
+
+
+if __name__ == "__main__":
+    main()
