@@ -1,0 +1,105 @@
+"""Start a real uvicorn process on a free port for tests, and stop it.
+
+``start_server(env)`` runs ``python -m uvicorn app.main:app`` (or another ``module:app`` target,
+or ``python -m app`` itself) with the given environment on top of this one, waits until
+``GET /readyz`` answers 200 and returns the process and its base URL. The server's output goes
+to a log file (``proc.log_path``; ``server_log(proc)`` reads it) so that a full pipe never
+blocks it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    *,
+    target: str = "app.main:app",
+    python_m_app: bool = False,
+    args: tuple[str, ...] = (),
+    ready_timeout_s: float = 60.0,
+) -> tuple[subprocess.Popen, str]:
+    """Start a server and wait for ``/readyz``; raises RuntimeError (with its log) if it fails.
+
+    ``python_m_app=True`` runs the production entry point ``python -m app`` (HOST/PORT from the
+    environment); otherwise ``python -m uvicorn <target> --host 127.0.0.1 --port N *args``.
+    """
+    port = port or free_port()
+    full_env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+    if python_m_app:
+        command = [sys.executable, "-m", "app"]
+    else:
+        command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1"]
+        command += ["--port", str(port), *args]
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
+        prefix=f"server-{port}-", suffix=".log", delete=False
+    )
+    proc = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = log.name  # type: ignore[attr-defined]
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {proc.returncode} during start-up:\n{server_log(proc)[-4000:]}"
+            )
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop_server(proc)
+    raise RuntimeError(f"server not ready after {ready_timeout_s:g} s:\n{server_log(proc)[-4000:]}")
+
+
+def stop_server(proc: subprocess.Popen, timeout_s: float = 30.0) -> int | None:
+    """SIGTERM, wait for a graceful exit, SIGKILL if it takes longer; returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def server_log(proc: subprocess.Popen) -> str:
+    path = getattr(proc, "log_path", None)
+    return Path(path).read_text(errors="replace") if path else ""
+
+
+def rss_kib(proc: subprocess.Popen) -> int:
+    """Resident memory of the server process (Linux ``/proc``), in KiB."""
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {proc.pid}")
