@@ -1,0 +1,66 @@
+"""Shared fixtures: the committed models, an in-process client, and the data sets (or a skip)."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.config import Settings
+from app.main import create_app
+from training.data import default_data_dir, imdb_local_path, mnist_local_path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+
+
+def _online(host: str) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _data_or_skip(local: Path | None, host: str, what: str) -> None:
+    if local is None and not _online(host):
+        pytest.skip(
+            f"{what} is not in {default_data_dir()} (set DATA_DIR) and {host} is unreachable"
+        )
+
+
+@pytest.fixture(scope="session")
+def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """MNIST from DATA_DIR / ../shared/data, else downloaded, else the test is skipped."""
+    _data_or_skip(mnist_local_path(), "storage.googleapis.com", "mnist.npz")
+    from training.data import load_mnist
+
+    return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def imdb() -> tuple[tuple[list[str], np.ndarray], tuple[list[str], np.ndarray]]:
+    """IMDB reviews from DATA_DIR / ../shared/data, else downloaded, else skipped."""
+    _data_or_skip(imdb_local_path(), "ai.stanford.edu", "aclImdb.tar.gz")
+    from training.data import load_imdb
+
+    return load_imdb()
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[TestClient]:
+    """The app on the committed models, in process, with its lifespan run."""
+    with TestClient(create_app(Settings(model_dir=MODELS))) as test_client:
+        yield test_client
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()

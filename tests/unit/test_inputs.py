@@ -1,0 +1,118 @@
+"""Image decoding and review checks, on images made with Pillow."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.inputs import ImageError, check_reviews, decode_digit
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def stroke(size: int = 28, ink: int = 255, background: int = 0) -> np.ndarray:
+    """A thick vertical bar, a crude '1', off-centre."""
+    pixels = np.full((size, size), background, dtype=np.uint8)
+    pixels[size // 5 : size * 4 // 5, size // 6 : size // 6 + max(2, size // 8)] = ink
+    return pixels
+
+
+def test_mnist_sized_image_is_used_as_it_is() -> None:
+    pixels = stroke()
+    out = decode_digit(encode(Image.fromarray(pixels)))
+    assert out.dtype == np.float32
+    assert out.shape == (28, 28)
+    np.testing.assert_array_equal(out, pixels)
+
+
+def test_light_background_is_inverted() -> None:
+    pixels = stroke(ink=0, background=255)
+    out = decode_digit(encode(Image.fromarray(pixels)))
+    np.testing.assert_array_equal(out, 255 - pixels)
+
+
+def test_large_image_is_fitted_in_20x20_and_centred_by_mass() -> None:
+    out = decode_digit(encode(Image.fromarray(stroke(size=280))))
+    rows = np.flatnonzero(out.max(axis=1) > 0)
+    cols = np.flatnonzero(out.max(axis=0) > 0)
+    assert rows[-1] - rows[0] + 1 <= 20
+    assert cols[-1] - cols[0] + 1 <= 20
+    ys, xs = np.indices(out.shape)
+    total = out.sum()
+    assert abs((ys * out).sum() / total - 13.5) <= 1
+    assert abs((xs * out).sum() / total - 13.5) <= 1
+
+
+def test_transparent_drawing_is_composited_on_white_then_inverted() -> None:
+    rgba = np.zeros((56, 56, 4), dtype=np.uint8)  # fully transparent...
+    rgba[10:46, 25:31] = (0, 0, 0, 255)  # ...with an opaque black stroke
+    out = decode_digit(encode(Image.fromarray(rgba, "RGBA")))
+    assert out.max() > 200  # the stroke became ink
+    assert out[0, 0] == 0  # the transparent background became MNIST's black
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: encode(Image.fromarray(stroke()).convert("RGB"), "JPEG"),
+        lambda: encode(Image.fromarray(stroke()).convert("CMYK"), "JPEG"),
+        lambda: encode(Image.fromarray(stroke()), "BMP"),
+        lambda: encode(Image.fromarray(stroke()), "TIFF"),
+        lambda: encode(Image.fromarray(stroke()), "WEBP", lossless=True),
+        lambda: encode(Image.fromarray(stroke()).convert("P"), "GIF"),
+        lambda: encode(Image.fromarray(stroke().astype(np.uint16) * 257)),
+    ],
+    ids=["jpeg", "cmyk-jpeg", "bmp", "tiff", "webp", "gif", "png-16bit"],
+)
+def test_common_formats_decode_to_the_same_digit(make) -> None:
+    out = decode_digit(make())
+    assert out.shape == (28, 28)
+    expected = stroke().astype(np.float32)
+    assert np.abs(out - expected).mean() < 12
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    frames = [Image.fromarray(stroke()), Image.fromarray(np.zeros((28, 28), np.uint8))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert decode_digit(data).max() > 200
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"%PDF-1.4 not an image", "not an image"),
+        (np.random.default_rng(0).bytes(4096), "not an image"),
+        (encode(Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200), np.uint8)))[:3000], "truncated"),
+    ],
+    ids=["empty", "pdf", "random", "truncated"],
+)
+def test_bad_files_are_rejected(data: bytes, message: str) -> None:
+    with pytest.raises(ImageError, match=message) as raised:
+        decode_digit(data)
+    assert not raised.value.too_large
+
+
+def test_oversized_image_is_rejected_from_its_header() -> None:
+    data = encode(Image.new("L", (5000, 10)))
+    with pytest.raises(ImageError) as raised:
+        decode_digit(data, max_side=4096)
+    assert raised.value.too_large
+
+
+def test_one_pixel_and_blank_images_decode() -> None:
+    assert decode_digit(encode(Image.new("L", (1, 1), 255))).shape == (28, 28)
+    assert decode_digit(encode(Image.new("L", (50, 50), 0))).max() == 0
+
+
+def test_review_checks() -> None:
+    assert check_reviews(["good", "bad film 😀\x01"], 100) is None
+    assert "reviews[1] is empty" in check_reviews(["ok", " \n\t"], 100)
+    assert "at most 5" in check_reviews(["123456"], 5)
