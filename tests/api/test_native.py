@@ -33,8 +33,10 @@ def test_sentiment_predicts_labels_and_scores(client: TestClient) -> None:
     assert body["model"] == "sentiment"
     assert isinstance(body["version"], int)
     first, second = body["predictions"]
-    assert first["label"] == "positive" and first["score"] > 0.5
-    assert second["label"] == "negative" and second["score"] < 0.5
+    assert first["label"] == "positive"
+    assert first["score"] > 0.5
+    assert second["label"] == "negative"
+    assert second["score"] < 0.5
 
 
 def test_sentiment_accepts_control_characters_and_emoji(client: TestClient) -> None:
