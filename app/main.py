@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import metrics
-from app.api import health, predict
+from app.api import health, predict, tfserving
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.middleware import RequestContextMiddleware
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.router)
+    app.include_router(tfserving.router)
     return app
 
 
