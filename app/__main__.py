@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
 
 import uvicorn
@@ -22,6 +23,9 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s"
     )
+    # uvicorn re-raises SIGTERM once it has shut down gracefully, which would make the exit
+    # status "killed by SIGTERM"; a no-op handler underneath makes a clean shutdown exit 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
         "app.main:app",
         host=settings.host,

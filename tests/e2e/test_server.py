@@ -1,0 +1,154 @@
+"""A real ``python -m app`` process: readiness, concurrency, batching, metrics, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import MODELS, png
+from tests.support.server import server_log, start_server, stop_server
+
+REVIEWS = [
+    "An absolute masterpiece, moving and beautifully acted.",
+    "Dull, predictable and far too long. I hated it.",
+    "Not bad, though the ending felt rushed.",
+    "One of the worst films I have ever seen.",
+]
+
+
+def digit_images() -> list[bytes]:
+    rng = np.random.default_rng(0)
+    return [png(rng.integers(0, 256, (28, 28))) for _ in range(4)]
+
+
+def batch_count(metrics: str, model: str) -> tuple[float, float]:
+    """(model calls, instances) from the model_batch_size histogram."""
+    count = re.search(rf'model_batch_size_count{{model="{model}"}} (\S+)', metrics)
+    total = re.search(rf'model_batch_size_sum{{model="{model}"}} (\S+)', metrics)
+    return (float(count[1]) if count else 0.0, float(total[1]) if total else 0.0)
+
+
+async def mixed_requests(url: str, n: int) -> list[tuple[int, str, int, dict]]:
+    """n concurrent requests, alternating sentiment and digits: (index, kind, status, body)."""
+    images = digit_images()
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def one(i: int) -> tuple[int, str, int, dict]:
+            try:
+                return await send(i)
+            except httpx.ConnectError:  # refused: never accepted
+                return i, "refused", 0, {}
+
+        async def send(i: int) -> tuple[int, str, int, dict]:
+            if i % 2:
+                r = await client.post(
+                    "/v1/digits/predict", files={"file": ("d.png", images[i % 4], "image/png")}
+                )
+                return i, "digits", r.status_code, r.json()
+            r = await client.post("/v1/sentiment/predict", json={"reviews": [REVIEWS[i % 4]]})
+            return i, "sentiment", r.status_code, r.json()
+
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, url = start_server({"MODEL_DIR": str(MODELS)}, python_m_app=True)
+    yield proc, url
+    stop_server(proc)
+
+
+def reference_answers(url: str) -> tuple[list[dict], list[dict]]:
+    """Each input sent alone, to compare the batched answers with."""
+    with httpx.Client(base_url=url) as client:
+        scores = [
+            client.post("/v1/sentiment/predict", json={"reviews": [r]}).json()["predictions"][0]
+            for r in REVIEWS
+        ]
+        digits = [
+            client.post("/v1/digits/predict", files={"file": ("d.png", image)}).json()[
+                "predictions"
+            ][0]
+            for image in digit_images()
+        ]
+    return scores, digits
+
+
+def test_concurrent_mixed_requests_are_batched_and_all_correct(server) -> None:
+    _, url = server
+    expected_scores, expected_digits = reference_answers(url)
+    before = httpx.get(f"{url}/metrics").text
+
+    results = asyncio.run(mixed_requests(url, 200))
+
+    for i, kind, status, body in results:
+        assert status == 200, (kind, body)
+        (prediction,) = body["predictions"]
+        if kind == "sentiment":
+            assert prediction["label"] == expected_scores[i % 4]["label"]
+            assert prediction["score"] == pytest.approx(expected_scores[i % 4]["score"], abs=1e-5)
+        else:
+            assert prediction["digit"] == expected_digits[i % 4]["digit"]
+            np.testing.assert_allclose(
+                prediction["probabilities"], expected_digits[i % 4]["probabilities"], atol=1e-5
+            )
+
+    after = httpx.get(f"{url}/metrics").text
+    for model in ("sentiment", "digits"):
+        calls = batch_count(after, model)[0] - batch_count(before, model)[0]
+        instances = batch_count(after, model)[1] - batch_count(before, model)[1]
+        assert instances == 100
+        assert calls < instances, f"{model}: 100 concurrent requests took {calls} model calls"
+
+
+def test_sigterm_finishes_accepted_requests_then_exits_cleanly() -> None:
+    proc, url = start_server({"MODEL_DIR": str(MODELS)}, python_m_app=True)
+
+    async def load_then_sigterm() -> list[tuple[int, str, int, dict]]:
+        load = asyncio.create_task(mixed_requests(url, 100))
+        await asyncio.sleep(0.3)  # requests are in flight
+        proc.send_signal(signal.SIGTERM)
+        return await load
+
+    try:
+        results = asyncio.run(load_then_sigterm())
+        accepted = [status for _, kind, status, _ in results if kind != "refused"]
+        assert len(accepted) >= 50, "most requests were sent before SIGTERM"
+        assert accepted == [200] * len(accepted)
+        proc.wait(30)
+        assert proc.returncode == 0, server_log(proc)[-3000:]
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz", timeout=2)
+        assert "answering queued requests first" in server_log(proc)
+    finally:
+        stop_server(proc)
+
+
+def test_metrics_add_up_across_worker_processes() -> None:
+    proc, url = start_server(
+        {"MODEL_DIR": str(MODELS), "WORKERS": "2"}, python_m_app=True, ready_timeout_s=120
+    )
+    try:
+        # Wait until both workers are up, then spread requests over fresh connections.
+        time.sleep(5)
+        for _ in range(40):
+            with httpx.Client(base_url=url) as client:
+                r = client.post("/v1/sentiment/predict", json={"reviews": ["Great fun."]})
+                assert r.status_code == 200
+        metrics = httpx.get(f"{url}/metrics").text
+        counted = re.search(
+            r'http_requests_total{endpoint="/v1/sentiment/predict",method="POST",status="200"} (\S+)',
+            metrics,
+        )
+        assert counted, metrics[:2000]
+        assert float(counted[1]) == 40
+        assert batch_count(metrics, "sentiment")[1] >= 40
+    finally:
+        assert stop_server(proc) == 0
