@@ -26,7 +26,7 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 
 
-def build_model(dropout: float = 0.5) -> keras.Model:
+def build_model(dropout: float = 0.25) -> keras.Model:
     model = keras.Sequential(
         [
             keras.Input(shape=(28, 28)),
@@ -63,7 +63,7 @@ class TrainedDigits:
 def train(argv: list[str] | None = None) -> TrainedDigits:
     parser = base_parser(__doc__.splitlines()[0], batch_size=128)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--dropout", type=float, default=0.25)
     args = parser.parse_args(argv)
     export.seed_everything(args.seed)
     started = time.perf_counter()
