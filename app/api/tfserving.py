@@ -18,6 +18,9 @@ Differences from TensorFlow Serving, by design:
 * a request may hold at most ``MAX_INSTANCES`` instances, each string at most
   ``MAX_REVIEW_CHARS`` characters; an image too large to decode is a 413;
 * version labels (``/labels/{label}``) and the classify and regress verbs are not served.
+
+As in TF Serving, ``signature_name`` may be left out or empty, the body is read as JSON whatever
+its content type (``curl -d`` sends a form type), and strings may be empty.
 """
 
 from __future__ import annotations
@@ -494,8 +497,12 @@ def _load_json(body: bytes) -> Any:
         # TF Serving also takes the NaN, Infinity and -Infinity tokens, which orjson refuses.
         if b"NaN" in body or b"Infinity" in body:
             try:
-                return json.loads(body.decode("utf-8"))
-            except (ValueError, RecursionError):
+                payload = json.loads(body.decode("utf-8"))
+                # What orjson would have refused besides (lone surrogates, which TensorFlow
+                # cannot encode; integers past 64 bits) stays refused.
+                orjson.dumps(payload)
+                return payload
+            except (ValueError, RecursionError, orjson.JSONEncodeError):
                 pass
         raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
 
@@ -692,7 +699,8 @@ def _numeric(value: Any, shape: tuple[int | None, ...], spec: TensorInfo, where:
             raise InvalidInput(
                 f"{where} holds {float(numbers[at]):g} at {list(at)}; pixel values are 0 to 255"
             )
-    converted = numbers.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = numbers.astype(dtype)
     if (np.isfinite(numbers) & ~np.isfinite(converted)).any():
         raise InvalidInput(f"{where} holds values outside the range of {spec.dtype}")
     return converted
