@@ -61,6 +61,12 @@ class Unprocessable(ServiceError):
     status_code, code = 422, "invalid_request"
 
 
+class ClientDisconnected(ServiceError):
+    """The client went away before its answer was ready (nginx's 499; nobody reads it)."""
+
+    status_code, code = 499, "client_closed_request"
+
+
 class Unavailable(ServiceError):
     status_code, code = 503, "unavailable"
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from fastapi import Request
 
 from app.config import Settings
-from app.errors import Unauthorized, Unavailable, UnsupportedMediaType
+from app.errors import ClientDisconnected, Unauthorized, Unavailable, UnsupportedMediaType
 from app.serving import ModelServer
+
+T = TypeVar("T")
 
 
 def get_settings(request: Request) -> Settings:
@@ -46,3 +51,28 @@ def require_json(request: Request) -> None:
         raise UnsupportedMediaType(
             f"send the body as application/json, not {content_type or 'no content type'}"
         )
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it if the client disconnects first.
+
+    Once the body is read, the next ASGI message is ``http.disconnect``, which arrives only if
+    the client goes away. Cancelling takes a queued request off its batcher's queue, so it never
+    reaches the model.
+    """
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            raise ClientDisconnected("the client closed the connection") from None
+        raise
+    finally:
+        watcher.cancel()

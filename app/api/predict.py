@@ -9,7 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.deps import get_server, get_settings, require_api_key, require_json
+from app.api.deps import (
+    get_server,
+    get_settings,
+    require_api_key,
+    require_json,
+    unless_disconnected,
+)
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from app.inputs import ImageError, check_reviews, decode_digit
@@ -42,7 +48,7 @@ INLINE_DECODE_BYTES = 64 * 1024
     dependencies=[Depends(require_json)],
 )
 async def predict_sentiment(
-    body: SentimentRequest, server: ServerDep, settings: SettingsDep
+    request: Request, body: SentimentRequest, server: ServerDep, settings: SettingsDep
 ) -> FastJSONResponse:
     """Probability that each review is positive, and the label it implies (score >= 0.5)."""
     if len(body.reviews) > settings.max_instances:
@@ -51,7 +57,9 @@ async def predict_sentiment(
         )
     if problem := check_reviews(body.reviews, settings.max_review_chars):
         raise Unprocessable(problem)
-    model, scores = await server.predict("sentiment", np.array(body.reviews, dtype=object))
+    model, scores = await unless_disconnected(
+        request, server.predict("sentiment", np.array(body.reviews, dtype=object))
+    )
     predictions = [
         {"label": "positive" if score >= 0.5 else "negative", "score": score}
         for score in scores.astype(float).tolist()
@@ -90,7 +98,9 @@ async def predict_digits(
         images = [
             await _decode_upload(upload, index, settings) for index, upload in enumerate(uploads)
         ]
-    model, probabilities = await server.predict("digits", np.stack(images))
+    model, probabilities = await unless_disconnected(
+        request, server.predict("digits", np.stack(images))
+    )
     predictions = [
         {"digit": int(np.argmax(row)), "probabilities": row}
         for row in probabilities.astype(float).tolist()

@@ -34,8 +34,13 @@ def batch_count(metrics: str, model: str) -> tuple[float, float]:
     return (float(count[1]) if count else 0.0, float(total[1]) if total else 0.0)
 
 
-async def mixed_requests(url: str, n: int) -> list[tuple[int, str, int, dict]]:
-    """n concurrent requests, alternating sentiment and digits: (index, kind, status, body)."""
+async def mixed_requests(
+    url: str, n: int, per_request: int = 1
+) -> list[tuple[int, str, int, dict]]:
+    """n concurrent requests, alternating sentiment and digits: (index, kind, status, body).
+
+    Each request holds ``per_request`` reviews or images.
+    """
     images = digit_images()
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
@@ -43,16 +48,17 @@ async def mixed_requests(url: str, n: int) -> list[tuple[int, str, int, dict]]:
         async def one(i: int) -> tuple[int, str, int, dict]:
             try:
                 return await send(i)
-            except httpx.ConnectError:  # refused: never accepted
+            except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+                # Refused, or closed by a server shutting down before it read the request.
                 return i, "refused", 0, {}
 
         async def send(i: int) -> tuple[int, str, int, dict]:
             if i % 2:
-                r = await client.post(
-                    "/v1/digits/predict", files={"file": ("d.png", images[i % 4], "image/png")}
-                )
+                files = [("file", ("d.png", images[i % 4], "image/png"))] * per_request
+                r = await client.post("/v1/digits/predict", files=files)
                 return i, "digits", r.status_code, r.json()
-            r = await client.post("/v1/sentiment/predict", json={"reviews": [REVIEWS[i % 4]]})
+            reviews = [REVIEWS[i % 4] * 10] * per_request if per_request > 1 else [REVIEWS[i % 4]]
+            r = await client.post("/v1/sentiment/predict", json={"reviews": reviews})
             return i, "sentiment", r.status_code, r.json()
 
         return await asyncio.gather(*(one(i) for i in range(n)))
@@ -109,24 +115,43 @@ def test_concurrent_mixed_requests_are_batched_and_all_correct(server) -> None:
 
 
 def test_sigterm_finishes_accepted_requests_then_exits_cleanly() -> None:
-    proc, url = start_server({"MODEL_DIR": str(MODELS)}, python_m_app=True)
+    env = {"MODEL_DIR": str(MODELS), "MAX_QUEUE_SIZE": "100000"}
+    proc, url = start_server(env, python_m_app=True)
+    answered_after_sigterm = 0
 
     async def load_then_sigterm() -> list[tuple[int, str, int, dict]]:
-        load = asyncio.create_task(mixed_requests(url, 100))
-        await asyncio.sleep(0.3)  # requests are in flight
+        nonlocal answered_after_sigterm
+        # 80 requests of 100 instances: seconds of model work, so that some is still queued
+        # when SIGTERM comes.
+        load = asyncio.create_task(mixed_requests(url, 80, per_request=100))
+        await asyncio.sleep(0.05)
+        before = time.monotonic()
+        while time.monotonic() - before < 20:  # until the server is busy answering
+            metrics = (await asyncio.to_thread(httpx.get, f"{url}/metrics")).text
+            if sum(batch_count(metrics, m)[1] for m in ("sentiment", "digits")) >= 200:
+                break
+        done_before = sum(batch_count(metrics, m)[1] for m in ("sentiment", "digits"))
         proc.send_signal(signal.SIGTERM)
-        return await load
+        results = await load
+        answered = sum(100 for *_, status, _ in results if status == 200)
+        answered_after_sigterm = answered - done_before
+        return results
 
     try:
         results = asyncio.run(load_then_sigterm())
         accepted = [status for _, kind, status, _ in results if kind != "refused"]
-        assert len(accepted) >= 50, "most requests were sent before SIGTERM"
         assert accepted == [200] * len(accepted)
+        assert answered_after_sigterm > 0, "no request was in flight at SIGTERM"
         proc.wait(30)
         assert proc.returncode == 0, server_log(proc)[-3000:]
+        # Every request the server took in was answered, and the answer reached the client.
+        log = server_log(proc)
+        answered = len(re.findall(r'"POST /v1/\w+/predict HTTP/1.1" 200', log))
+        assert answered == len(accepted), log[-3000:]
+        assert "Exception" not in log
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/healthz", timeout=2)
-        assert "answering queued requests first" in server_log(proc)
+        assert "answering queued requests first" in log
     finally:
         stop_server(proc)
 

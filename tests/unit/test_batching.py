@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from app.batching import (
-    BatchFailedError,
     BatcherClosedError,
+    BatchFailedError,
     DeadlineExceededError,
     MicroBatcher,
     QueueFullError,
@@ -25,7 +25,7 @@ class FakeModel:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.batches: list[np.ndarray] = []
-        self.fail_next = False
+        self.failing_calls: set[int] = set()  # 0-based indexes of the calls that raise
         self.release = threading.Event()
         self.release.set()
 
@@ -34,8 +34,7 @@ class FakeModel:
         self.batches.append(inputs.copy())
         if self.delay_s:
             time.sleep(self.delay_s)
-        if self.fail_next:
-            self.fail_next = False
+        if len(self.batches) - 1 in self.failing_calls:
             raise RuntimeError("boom")
         return inputs * 2
 
@@ -208,6 +207,7 @@ async def test_cancelled_request_is_dropped_from_the_queue() -> None:
 
 async def test_failing_call_fails_only_its_batch() -> None:
     model = FakeModel()
+    model.failing_calls = {1}  # the second call, which holds the three queued requests
     recorder = Recorder()
     batcher = await started(model, observer=recorder)
     model.release.clear()
@@ -217,7 +217,6 @@ async def test_failing_call_fails_only_its_batch() -> None:
     await asyncio.sleep(0.02)
     model.release.set()
     await blocker
-    model.fail_next = True  # the second call, which holds the three queued requests
     for task in doomed:
         with pytest.raises(BatchFailedError, match="boom"):
             await task

@@ -90,7 +90,12 @@ def test_animated_gif_uses_the_first_frame() -> None:
         (b"", "empty"),
         (b"%PDF-1.4 not an image", "not an image"),
         (np.random.default_rng(0).bytes(4096), "not an image"),
-        (encode(Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200), np.uint8)))[:3000], "truncated"),
+        (
+            encode(
+                Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200), np.uint8))
+            )[:3000],
+            "truncated",
+        ),
     ],
     ids=["empty", "pdf", "random", "truncated"],
 )
