@@ -39,7 +39,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import get_server, get_settings, require_api_key
+from app.api.deps import get_server, get_settings, require_api_key, unless_disconnected
 from app.config import Settings
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.inputs import MNIST_SIZE, ImageError, decode_digit
@@ -419,7 +419,7 @@ async def _predict(
         parsed = parse_predict_request(body, servable.model, settings)
     else:
         parsed = await run_in_threadpool(parse_predict_request, body, servable.model, settings)
-    outputs = await servable.batcher.predict(parsed.inputs)
+    outputs = await unless_disconnected(request, servable.batcher.predict(parsed.inputs))
     values = output_json(outputs, servable.model.output)
     return FastJSONResponse({"outputs" if parsed.columnar else "predictions": values})
 
