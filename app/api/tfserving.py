@@ -6,46 +6,33 @@ format, so that clients written for TensorFlow Serving work unchanged. Requests 
 same batcher as the native endpoints (one queue per model version), and errors are TF Serving's
 ``{"error": "..."}`` (rendered by :mod:`app.errors` for every path under ``/v1/models/``).
 
-Every model under ``MODEL_DIR`` is served here, not only sentiment and digits: ``instances`` are
-converted to the dtype and shape of the model's ``serving_default`` input. Inputs of float dtype
-and shape ``[-1, 28, 28]`` (digits) also take ``28x28x1`` lists and ``{"b64": ...}`` image files,
-decoded as the native upload endpoint decodes them.
-
-Differences from TensorFlow Serving, by design:
-
-* an unknown ``signature_name`` is a 404, as an unknown model or version (TF Serving: 400);
-  only ``serving_default`` is served, and the metadata lists only that signature;
-* a request may hold at most ``MAX_INSTANCES`` instances, each string at most
-  ``MAX_REVIEW_CHARS`` characters; an image too large to decode is a 413;
-* version labels (``/labels/{label}``) and the classify and regress verbs are not served.
-
-As in TF Serving, ``signature_name`` may be left out or empty, the body is read as JSON whatever
-its content type (``curl -d`` sends a form type), and strings may be empty.
+How the bodies map to any model's tensors, and where they differ from TF Serving's, is in
+:mod:`app.tfserving`; their OpenAPI docs are in :mod:`app.api.tfserving_schemas`. Only
+``serving_default`` is served, so the metadata lists only that signature; version labels
+(``/labels/{label}``) and the classify and regress verbs are not served.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
-import orjson
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import get_server, get_settings, require_api_key, unless_disconnected
+from app.api.tfserving_schemas import (
+    PREDICT_REQUEST_BODY,
+    PREDICT_RESPONSES,
+    ModelMetadataResponse,
+    ModelStatusResponse,
+    error_responses,
+)
 from app.config import Settings
-from app.errors import InvalidInput, NotFound, PayloadTooLarge
-from app.inputs import MNIST_SIZE, ImageError, decode_digit
-from app.registry import SIGNATURE, LoadedModel, TensorInfo
+from app.errors import NotFound
+from app.registry import SIGNATURE, LoadedModel
 from app.responses import FastJSONResponse
 from app.serving import ModelServer
+from app.tfserving import output_json, parse_predict_request, signature_def_json
 
 router = APIRouter(
     prefix="/v1/models",
@@ -59,179 +46,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 # thread, so that the loop keeps serving meanwhile.
 INLINE_PARSE_BYTES = 64 * 1024
 MAX_VERSION_DIGITS = 18  # fits an int64, as TF Serving's versions do
-PIXEL_MAX = 255.0
-
-
-# ---- OpenAPI: request and response bodies ------------------------------------------------------
-
-
-class TFServingError(BaseModel):
-    error: str = Field(examples=["model 'sentmient' is not served (served: digits, sentiment)"])
-
-
-class VersionStatus(BaseModel):
-    error_code: str = Field(examples=["OK"])
-    error_message: str = Field(examples=[""])
-
-
-class ModelVersionStatus(BaseModel):
-    version: str = Field(examples=["1"])
-    state: str = Field(examples=["AVAILABLE"])
-    status: VersionStatus
-
-
-class ModelStatusResponse(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-    model_version_status: list[ModelVersionStatus]
-
-
-class ModelSpec(BaseModel):
-    name: str = Field(examples=["sentiment"])
-    signature_name: str = Field(examples=[""])
-    version: str = Field(examples=["1"])
-
-
-class ModelMetadataResponse(BaseModel):
-    model_config = ConfigDict(
-        protected_namespaces=(),
-        json_schema_extra={
-            "examples": [
-                {
-                    "model_spec": {"name": "sentiment", "signature_name": "", "version": "1"},
-                    "metadata": {
-                        "signature_def": {
-                            "signature_def": {
-                                "serving_default": {
-                                    "inputs": {
-                                        "reviews": {
-                                            "dtype": "DT_STRING",
-                                            "tensor_shape": {
-                                                "dim": [{"size": "-1", "name": ""}],
-                                                "unknown_rank": False,
-                                            },
-                                            "name": "serving_default_reviews:0",
-                                        }
-                                    },
-                                    "outputs": {
-                                        "positive_probability": {
-                                            "dtype": "DT_FLOAT",
-                                            "tensor_shape": {
-                                                "dim": [{"size": "-1", "name": ""}],
-                                                "unknown_rank": False,
-                                            },
-                                            "name": "StatefulPartitionedCall:0",
-                                        }
-                                    },
-                                    "method_name": "tensorflow/serving/predict",
-                                }
-                            }
-                        }
-                    },
-                }
-            ]
-        },
-    )
-    model_spec: ModelSpec
-    metadata: dict[str, Any]
-
-
-PREDICT_EXAMPLES = {
-    "row": {
-        "summary": "Row format, sentiment",
-        "value": {
-            "signature_name": "serving_default",
-            "instances": [
-                "A beautiful, moving film with a superb cast.",
-                "Two hours of my life I will never get back.",
-            ],
-        },
-    },
-    "row_named": {
-        "summary": "Row format with named inputs",
-        "value": {"instances": [{"reviews": "A beautiful, moving film with a superb cast."}]},
-    },
-    "columnar": {
-        "summary": "Columnar format, sentiment",
-        "value": {"inputs": {"reviews": ["A beautiful, moving film with a superb cast."]}},
-    },
-    "digits_b64": {
-        "summary": "Digits: an image file in base64 (a PNG here)",
-        "value": {
-            "instances": [
-                {
-                    "b64": "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAO0lEQVR42mNgGEqAEUr/xybKhE8nEzHGIoH/5BqL0EiiTiSNpOlE1kiSThSNpOhE1UiCTjSN+HUOOgAAigQIIaoPDSAAAAAASUVORK5CYII="
-                }
-            ]
-        },
-    },
-    "digits_pixels": {
-        "summary": "Digits: 28x28 pixel values, 0-255 (one all-black image here)",
-        "value": {"instances": [[[0] * 28] * 28]},
-    },
-}
-
-PREDICT_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "description": "Send `instances` (row format) or `inputs` (columnar), not both.",
-                "properties": {
-                    "signature_name": {
-                        "type": "string",
-                        "default": SIGNATURE,
-                        "description": "Only `serving_default` is served.",
-                    },
-                    "instances": {
-                        "type": "array",
-                        "minItems": 1,
-                        "description": "One entry per instance: the value, `{input name: value}`"
-                        ' or, for images, `{"b64": "<base64 of an image file>"}`.',
-                        "items": {},
-                    },
-                    "inputs": {
-                        "description": "The whole batch: a list with one entry per instance, or"
-                        " `{input name: list}`.",
-                    },
-                },
-            },
-            "examples": PREDICT_EXAMPLES,
-        }
-    },
-}
-
-PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "`predictions` for a row-format request, `outputs` for a columnar one",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"predictions": {"type": "array", "items": {}}, "outputs": {}},
-                },
-                "examples": {
-                    "row": {
-                        "summary": "Row format, sentiment",
-                        "value": {"predictions": [0.97, 0.03]},
-                    },
-                    "columnar": {
-                        "summary": "Columnar format, sentiment",
-                        "value": {"outputs": [0.97]},
-                    },
-                    "digits": {
-                        "summary": "Digits: 10 probabilities per image",
-                        "value": {"predictions": [[0, 0, 0, 0, 0, 0, 0, 1, 0, 0]]},
-                    },
-                },
-            }
-        },
-    },
-}
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": TFServingError} for status in statuses}
 
 
 # ---- Status and metadata -----------------------------------------------------------------------
@@ -240,7 +54,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 @router.get(
     "/{name}",
     response_model=ModelStatusResponse,
-    responses=_errors(401, 404, 503),
+    responses=error_responses(401, 404, 503),
     summary="Model status (every version)",
 )
 async def model_status(name: str, server: ServerDep) -> FastJSONResponse:
@@ -252,7 +66,7 @@ async def model_status(name: str, server: ServerDep) -> FastJSONResponse:
 @router.get(
     "/{name}/versions/{version}",
     response_model=ModelStatusResponse,
-    responses=_errors(401, 404, 503),
+    responses=error_responses(401, 404, 503),
     summary="Model status (one version)",
 )
 async def model_version_status(name: str, version: str, server: ServerDep) -> FastJSONResponse:
@@ -264,7 +78,7 @@ async def model_version_status(name: str, version: str, server: ServerDep) -> Fa
 @router.get(
     "/{name}/metadata",
     response_model=ModelMetadataResponse,
-    responses=_errors(401, 404, 503),
+    responses=error_responses(401, 404, 503),
     summary="Model metadata (latest version)",
 )
 async def model_metadata(name: str, server: ServerDep) -> FastJSONResponse:
@@ -275,7 +89,7 @@ async def model_metadata(name: str, server: ServerDep) -> FastJSONResponse:
 @router.get(
     "/{name}/versions/{version}/metadata",
     response_model=ModelMetadataResponse,
-    responses=_errors(401, 404, 503),
+    responses=error_responses(401, 404, 503),
     summary="Model metadata (one version)",
 )
 async def model_version_metadata(name: str, version: str, server: ServerDep) -> FastJSONResponse:
@@ -313,76 +127,12 @@ def _metadata(model: LoadedModel) -> FastJSONResponse:
     )
 
 
-def signature_def_json(model: LoadedModel) -> dict[str, Any]:
-    """The ``serving_default`` SignatureDef as TF Serving writes it in JSON.
-
-    Read from the model's ``saved_model.pb`` (once per model folder), for the graph's own tensor
-    names; should that fail, made up from the loaded signature with TF2's usual names.
-    """
-    found = _signature_def_from_file(str(model.path))
-    if found is not None:
-        return found
-    return {
-        "inputs": {
-            key: _tensor_json(info, f"{SIGNATURE}_{key}:0") for key, info in model.inputs.items()
-        },
-        "outputs": {
-            key: _tensor_json(info, f"StatefulPartitionedCall:{index}")
-            for index, (key, info) in enumerate(model.outputs.items())
-        },
-        "method_name": "tensorflow/serving/predict",
-    }
-
-
-@functools.lru_cache(maxsize=256)
-def _signature_def_from_file(path: str) -> dict[str, Any] | None:
-    from tensorflow.core.framework import types_pb2
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    try:
-        saved = saved_model_pb2.SavedModel()
-        saved.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
-        signature = saved.meta_graphs[0].signature_def[SIGNATURE]
-    except Exception:  # read or parse error, no graph or no signature: use the fallback
-        return None
-
-    def tensor(info: Any) -> dict[str, Any]:
-        shape = info.tensor_shape
-        return {
-            "dtype": types_pb2.DataType.Name(info.dtype),
-            "tensor_shape": {
-                "dim": [{"size": str(dim.size), "name": dim.name} for dim in shape.dim],
-                "unknown_rank": shape.unknown_rank,
-            },
-            "name": info.name,
-        }
-
-    return {
-        "inputs": {key: tensor(signature.inputs[key]) for key in sorted(signature.inputs)},
-        "outputs": {key: tensor(signature.outputs[key]) for key in sorted(signature.outputs)},
-        "method_name": signature.method_name,
-    }
-
-
-def _tensor_json(info: TensorInfo, tensor_name: str) -> dict[str, Any]:
-    import tensorflow as tf
-
-    return {
-        "dtype": "DT_" + tf.as_dtype(info.dtype).name.upper(),
-        "tensor_shape": {
-            "dim": [{"size": str(-1 if d is None else d), "name": ""} for d in info.shape],
-            "unknown_rank": False,
-        },
-        "name": tensor_name,
-    }
-
-
 # ---- Predict -----------------------------------------------------------------------------------
 
 
 @router.post(
     "/{name}:predict",
-    responses={**PREDICT_RESPONSES, **_errors(400, 401, 404, 413, 503, 504, 500)},
+    responses={**PREDICT_RESPONSES, **error_responses(400, 401, 404, 413, 503, 504, 500)},
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (latest version)",
 )
@@ -399,7 +149,7 @@ async def predict(
 
 @router.post(
     "/{name}/versions/{version}:predict",
-    responses={**PREDICT_RESPONSES, **_errors(400, 401, 404, 413, 503, 504, 500)},
+    responses={**PREDICT_RESPONSES, **error_responses(400, 401, 404, 413, 503, 504, 500)},
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (one version)",
 )
@@ -422,337 +172,3 @@ async def _predict(
     outputs = await unless_disconnected(request, servable.batcher.predict(parsed.inputs))
     values = output_json(outputs, servable.model.output)
     return FastJSONResponse({"outputs" if parsed.columnar else "predictions": values})
-
-
-@dataclass(frozen=True)
-class PredictRequest:
-    inputs: np.ndarray  # first axis: instances
-    columnar: bool
-
-
-def parse_predict_request(body: bytes, model: LoadedModel, settings: Settings) -> PredictRequest:
-    """A TF Serving predict body -> the model's input batch; InvalidInput (400) when it cannot be.
-
-    NotFound for a signature other than ``serving_default``; PayloadTooLarge for an image too
-    large to decode.
-    """
-    payload = _load_json(body)
-    if not isinstance(payload, dict):
-        raise InvalidInput(
-            "the request body must be a JSON object with 'instances' (row format) "
-            "or 'inputs' (columnar format)"
-        )
-    signature = payload.get("signature_name", SIGNATURE)
-    if not isinstance(signature, str):
-        raise InvalidInput("'signature_name' must be a string")
-    if signature not in ("", SIGNATURE):
-        raise NotFound(
-            f"model {model.name!r} version {model.version} has no signature {signature!r} "
-            f"(signatures: {SIGNATURE!r})"
-        )
-    if "instances" in payload and "inputs" in payload:
-        raise InvalidInput("the request has both 'instances' and 'inputs'; send one of them")
-    spec = model.input
-    if "instances" in payload:
-        instances = payload["instances"]
-        if not isinstance(instances, list):
-            raise InvalidInput(
-                f"'instances' must be a list with one entry per instance, "
-                f"not {_json_type(instances)}"
-            )
-        values = [
-            _unwrap_named(instance, spec.name, f"instances[{index}]")
-            for index, instance in enumerate(instances)
-        ]
-        where, columnar = "instances", False
-    elif "inputs" in payload:
-        values = payload["inputs"]
-        where, columnar = "inputs", True
-        if isinstance(values, dict) and not _is_b64(values):
-            values = _unwrap_named(values, spec.name, "inputs")
-            where = f"inputs.{spec.name}"
-        if not isinstance(values, list):
-            raise InvalidInput(
-                f"{where} must be a list with one entry per instance (the model's input "
-                f"{spec.name!r} is {_describe(spec)}), not {_json_type(values)}"
-            )
-    else:
-        raise InvalidInput(
-            "the request has neither 'instances' (row format) nor 'inputs' (columnar format)"
-        )
-    if not values:
-        raise InvalidInput(f"{where} is empty; send at least one instance")
-    if len(values) > settings.max_instances:
-        raise InvalidInput(
-            f"{where} has {len(values)} instances; at most "
-            f"MAX_INSTANCES={settings.max_instances} per request"
-        )
-    return PredictRequest(_to_batch(values, spec, settings, where), columnar)
-
-
-def _load_json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        # TF Serving also takes the NaN, Infinity and -Infinity tokens, which orjson refuses.
-        if b"NaN" in body or b"Infinity" in body:
-            try:
-                payload = json.loads(body.decode("utf-8"))
-                # What orjson would have refused besides (lone surrogates, which TensorFlow
-                # cannot encode; integers past 64 bits) stays refused.
-                orjson.dumps(payload)
-                return payload
-            except (ValueError, RecursionError, orjson.JSONEncodeError):
-                pass
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
-
-
-def _is_b64(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and "b64" in value
-
-
-def _unwrap_named(value: Any, input_name: str, where: str) -> Any:
-    """``{input name: value}`` -> value; anything else (``{"b64": ...}`` too) as it is."""
-    if not isinstance(value, dict) or _is_b64(value):
-        return value
-    if set(value) != {input_name}:
-        names = ", ".join(repr(key) for key in sorted(value)) or "none"
-        raise InvalidInput(
-            f"{where} names the inputs {names}; the model's only input is {input_name!r}"
-        )
-    return value[input_name]
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
-def _describe(spec: TensorInfo) -> str:
-    dims = ", ".join("-1" if d is None else str(d) for d in spec.shape)
-    return f"{spec.dtype}[{dims}]"
-
-
-def _is_image_input(spec: TensorInfo) -> bool:
-    return spec.dtype.startswith("float") and spec.shape == (None, MNIST_SIZE, MNIST_SIZE)
-
-
-def _to_batch(values: list[Any], spec: TensorInfo, settings: Settings, where: str) -> np.ndarray:
-    if not spec.shape:
-        raise InvalidInput(f"the model's input {spec.name!r} has no batch dimension")
-    if spec.shape[0] is not None and len(values) != spec.shape[0]:
-        raise InvalidInput(
-            f"{where} has {len(values)} instances; the model takes exactly {spec.shape[0]}"
-        )
-    inner = spec.shape[1:]
-    if spec.dtype == "string":
-        return _string_batch(values, inner, settings, where)
-    if _is_image_input(spec) and any(_is_b64(value) for value in values):
-        return np.stack(
-            [
-                _image(value, settings, f"{where}[{index}]")
-                if _is_b64(value)
-                else _numeric(value, inner, spec, f"{where}[{index}]")
-                for index, value in enumerate(values)
-            ]
-        ).astype(spec.dtype)
-    try:
-        return _numeric(values, (len(values), *inner), spec, where)
-    except InvalidInput:
-        # Point at the first instance that is wrong, if one is on its own.
-        for index, value in enumerate(values):
-            _numeric(value, inner, spec, f"{where}[{index}]")
-        raise
-
-
-# ---- Strings
-
-
-def _string_batch(
-    values: list[Any], inner: tuple[int | None, ...], settings: Settings, where: str
-) -> np.ndarray:
-    if not inner:  # one string per instance: the common case, without the nesting walk
-        leaves = [
-            _string(value, settings, f"{where}[{index}]") for index, value in enumerate(values)
-        ]
-        array = np.empty(len(leaves), dtype=object)
-        array[:] = leaves
-        return array
-    try:
-        nested = [
-            _strings_nested(value, settings, f"{where}[{index}]")
-            for index, value in enumerate(values)
-        ]
-        array = np.array(nested, dtype=object)
-    except (ValueError, RecursionError):
-        raise InvalidInput(f"{where} is ragged: its lists differ in length") from None
-    if any(isinstance(leaf, list) for leaf in array.flat):
-        raise InvalidInput(f"{where} is ragged: its lists differ in length or depth")
-    _check_shape(array.shape, (len(values), *inner), where)
-    return array
-
-
-def _strings_nested(value: Any, settings: Settings, where: str) -> Any:
-    if isinstance(value, list):
-        return [_strings_nested(item, settings, f"{where}[{i}]") for i, item in enumerate(value)]
-    return _string(value, settings, where)
-
-
-def _string(value: Any, settings: Settings, where: str) -> str | bytes:
-    if _is_b64(value):
-        value = _b64decode(value["b64"], where)
-    elif not isinstance(value, str):
-        raise InvalidInput(
-            f"{where} is {_json_type(value)}; the model takes strings "
-            '(or {"b64": "<base64>"} for binary ones)'
-        )
-    if len(value) > settings.max_review_chars:
-        raise InvalidInput(
-            f"{where} has {len(value)} characters; at most "
-            f"MAX_REVIEW_CHARS={settings.max_review_chars} are accepted"
-        )
-    return value
-
-
-def _b64decode(encoded: Any, where: str) -> bytes:
-    if not isinstance(encoded, str):
-        raise InvalidInput(f'{where}: the "b64" value must be a base64 string')
-    # Standard or URL-safe alphabet, padding optional.
-    text = encoded.strip().replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f'{where}: the "b64" value is not valid base64') from None
-
-
-# ---- Numbers and images
-
-
-def _image(value: dict[str, Any], settings: Settings, where: str) -> np.ndarray:
-    data = _b64decode(value["b64"], where)
-    try:
-        return decode_digit(data, settings.max_image_side)
-    except ImageError as exc:
-        if exc.too_large:
-            raise PayloadTooLarge(f"{where}: {exc}") from exc
-        raise InvalidInput(f"{where}: {exc}") from exc
-
-
-_NUMBER_TYPES = {int, float}
-
-
-def _numeric(value: Any, shape: tuple[int | None, ...], spec: TensorInfo, where: str) -> np.ndarray:
-    """Nested lists of JSON numbers (booleans for a bool input) -> an array of ``spec.dtype``."""
-    image = _is_image_input(spec)
-    try:
-        array = np.array(value, dtype=object)
-    except (ValueError, RecursionError):
-        raise InvalidInput(f"{where} is ragged: its lists differ in length") from None
-    types = set(map(type, array.flat)) if array.size else set()
-    if spec.dtype == "bool":
-        allowed, what = {bool}, "true or false"
-    elif spec.dtype.startswith(("int", "uint")):
-        allowed, what = {int}, "integers"
-    else:
-        allowed, what = _NUMBER_TYPES, "numbers"
-    if not types <= allowed:
-        if list in types:
-            raise InvalidInput(
-                f"{where} is ragged or nested too deep: its lists differ in length or depth "
-                f"(expected shape {_shape_text(shape)})"
-            )
-        bad = next(item for item in array.flat if type(item) not in allowed)
-        raise InvalidInput(
-            f"{where} holds {_json_type(bad)}; the model's input {spec.name!r} "
-            f"({_describe(spec)}) takes {what}"
-            + (' (an image file goes in {"b64": "<base64>"})' if image and _is_b64(bad) else "")
-        )
-    if image and array.ndim == len(shape) + 1 and array.shape[-1] == 1:
-        array = array[..., 0]  # 28x28x1, a channel axis: as 28x28
-    _check_shape(array.shape, shape, where)
-    if spec.dtype == "bool":
-        return array.astype(bool)
-    dtype = np.dtype(_numpy_dtype(spec.dtype))
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        low, high = (min(array.flat), max(array.flat)) if array.size else (0, 0)
-        if low < info.min or high > info.max:
-            raise InvalidInput(
-                f"{where} holds values outside the range of {spec.dtype} ({info.min} to {info.max})"
-            )
-        return array.astype(dtype)
-    numbers = array.astype(np.float64)
-    if image:
-        outside = ~((numbers >= 0) & (numbers <= PIXEL_MAX))
-        if outside.any():
-            at = tuple(int(i) for i in np.argwhere(outside)[0])
-            raise InvalidInput(
-                f"{where} holds {float(numbers[at]):g} at {list(at)}; pixel values are 0 to 255"
-            )
-    with np.errstate(over="ignore", invalid="ignore"):
-        converted = numbers.astype(dtype)
-    if (np.isfinite(numbers) & ~np.isfinite(converted)).any():
-        raise InvalidInput(f"{where} holds values outside the range of {spec.dtype}")
-    return converted
-
-
-def _numpy_dtype(dtype: str) -> Any:
-    try:
-        return np.dtype(dtype)
-    except TypeError:
-        import tensorflow as tf  # bfloat16 and the like: ml_dtypes through TensorFlow
-
-        try:
-            return tf.as_dtype(dtype).as_numpy_dtype
-        except TypeError:
-            raise InvalidInput(f"inputs of dtype {dtype} are not supported by this API") from None
-
-
-def _check_shape(got: tuple[int, ...], want: tuple[int | None, ...], where: str) -> None:
-    if len(got) != len(want) or any(
-        w is not None and g != w for g, w in zip(got, want, strict=False)
-    ):
-        raise InvalidInput(
-            f"{where} has shape {_shape_text(got)}; the model takes {_shape_text(want)}"
-        )
-
-
-def _shape_text(shape: tuple[int | None, ...]) -> str:
-    return "[" + ", ".join("-1" if d is None else str(d) for d in shape) + "]"
-
-
-# ---- Outputs
-
-
-def output_json(outputs: np.ndarray, spec: TensorInfo) -> Any:
-    """The model's output batch as TF Serving writes it: nested lists of JSON values."""
-    kind = outputs.dtype.kind
-    if kind in "iub":
-        return outputs.tolist()
-    if kind in "OSU":
-        binary = spec.name.endswith("_bytes")
-        return _strings_json(outputs.tolist(), binary)
-    return outputs.astype(float).tolist()
-
-
-def _strings_json(value: Any, binary: bool) -> Any:
-    if isinstance(value, list):
-        return [_strings_json(item, binary) for item in value]
-    if isinstance(value, bytes):
-        if not binary:
-            try:
-                return value.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        return {"b64": base64.b64encode(value).decode("ascii")}
-    return value
