@@ -11,9 +11,10 @@ import time
 import uuid
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import TFSERVING_PREFIX, PayloadTooLarge
+from app.errors import TFSERVING_PREFIX
 from app.metrics import observe_request
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -55,7 +56,11 @@ class RequestContextMiddleware:
             observe_request(endpoint, scope["method"], status, time.perf_counter() - started)
 
     def _capped(self, receive: Receive) -> Receive:
-        """``receive`` that raises PayloadTooLarge once more than the cap has arrived."""
+        """``receive`` that raises a 413 HTTPException once more than the cap has arrived.
+
+        An HTTPException, not PayloadTooLarge: FastAPI turns anything else raised while it
+        reads a JSON body into "400 There was an error parsing the body".
+        """
         received = 0
 
         async def receive_capped() -> Message:
@@ -64,8 +69,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise PayloadTooLarge(
-                        f"the request body is over MAX_REQUEST_BYTES={self.max_body_bytes}"
+                    raise HTTPException(
+                        413, f"the request body is over MAX_REQUEST_BYTES={self.max_body_bytes}"
                     )
             return message
 
