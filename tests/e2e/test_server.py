@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import time
@@ -177,3 +178,19 @@ def test_metrics_add_up_across_worker_processes() -> None:
         assert batch_count(metrics, "sentiment")[1] >= 40
     finally:
         assert stop_server(proc) == 0
+
+
+def test_device_gpu_without_a_gpu_stops_start_up(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    env = {**os.environ, "MODEL_DIR": str(MODELS), "DEVICE": "gpu", "PORT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "DEVICE=gpu but TensorFlow sees no GPU" in done.stdout + done.stderr
