@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import MODELS, png
-from tests.support.server import server_log, start_server, stop_server
+from tests.support.server import free_port, server_log, start_server, stop_server
 
 REVIEWS = [
     "An absolute masterpiece, moving and beautifully acted.",
@@ -180,7 +180,7 @@ def test_metrics_add_up_across_worker_processes() -> None:
         assert stop_server(proc) == 0
 
 
-def test_device_gpu_without_a_gpu_stops_start_up(tmp_path) -> None:
+def test_device_gpu_without_a_gpu_stops_start_up() -> None:
     import subprocess
     import sys
 
@@ -188,7 +188,7 @@ def test_device_gpu_without_a_gpu_stops_start_up(tmp_path) -> None:
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
-    env = {**os.environ, "MODEL_DIR": str(MODELS), "DEVICE": "gpu", "PORT": "0"}
+    env = {**os.environ, "MODEL_DIR": str(MODELS), "DEVICE": "gpu", "PORT": str(free_port())}
     done = subprocess.run(
         [sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=120
     )
