@@ -122,4 +122,11 @@ def check_reviews(reviews: list[str], max_chars: int) -> str | None:
             return (
                 f"reviews[{index}] has {len(review)} characters; at most {max_chars} are accepted"
             )
+        if not review.isascii():
+            # JSON's "\ud800" escapes give lone surrogates, which TensorFlow cannot encode:
+            # they would fail the model call of every request batched with this one.
+            try:
+                review.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"reviews[{index}] is not valid text: {exc.reason} at character {exc.start}"
     return None
