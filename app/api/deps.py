@@ -1,4 +1,8 @@
-"""What routes take from the running app: settings, the model server, authentication."""
+"""What routes take from the running app: settings, the model server, authentication.
+
+The dependencies are ``async def`` although none awaits anything: FastAPI runs a plain ``def``
+dependency on its thread pool, a thread hand-off each, several per request.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +20,18 @@ from app.serving import ModelServer
 T = TypeVar("T")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_server(request: Request) -> ModelServer:
+async def get_server(request: Request) -> ModelServer:
     server: ModelServer | None = getattr(request.app.state, "server", None)
     if server is None or not server.ready:
         raise Unavailable("the models are not loaded, or the server is shutting down")
     return server
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """With ``API_KEYS`` set, ask for ``Authorization: Bearer <key>`` (compared in constant time)."""
     keys = request.app.state.settings.api_keys
     if not keys:
@@ -44,7 +48,7 @@ def require_api_key(request: Request) -> None:
         raise Unauthorized("the API key is not valid")
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 for a body that is not declared as JSON (FastAPI would otherwise try to guess)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):

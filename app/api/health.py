@@ -41,6 +41,6 @@ async def readyz(request: Request) -> FastJSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus text format: requests, latency, batch sizes, queue depth, model call time."""
     if not request.app.state.settings.metrics_public:
-        require_api_key(request)
+        await require_api_key(request)
     body, content_type = render()
     return Response(body, media_type=content_type)
