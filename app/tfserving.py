@@ -166,7 +166,7 @@ def _describe(spec: TensorInfo) -> str:
     return f"{spec.dtype}[{dims}]"
 
 
-def _is_image_input(spec: TensorInfo) -> bool:
+def is_image_input(spec: TensorInfo) -> bool:
     return spec.dtype.startswith("float") and spec.shape == (None, MNIST_SIZE, MNIST_SIZE)
 
 
@@ -180,7 +180,7 @@ def _to_batch(values: list[Any], spec: TensorInfo, settings: Settings, where: st
     inner = spec.shape[1:]
     if spec.dtype == "string":
         return _string_batch(values, inner, settings, where)
-    if _is_image_input(spec) and any(_is_b64(value) for value in values):
+    if is_image_input(spec) and any(_is_b64(value) for value in values):
         return np.stack(
             [
                 _image(value, settings, f"{where}[{index}]")
@@ -277,7 +277,7 @@ _NUMBER_TYPES = {int, float}
 
 def _numeric(value: Any, shape: tuple[int | None, ...], spec: TensorInfo, where: str) -> np.ndarray:
     """Nested lists of JSON numbers (booleans for a bool input) -> an array of ``spec.dtype``."""
-    image = _is_image_input(spec)
+    image = is_image_input(spec)
     try:
         array = np.array(value, dtype=object)
     except (ValueError, RecursionError):

@@ -18,7 +18,7 @@ from app.api.deps import (
 )
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from app.inputs import ImageError, check_reviews, decode_digit
+from app.inputs import ImageError, check_reviews, decode_digit, decodes_quickly
 from app.responses import FastJSONResponse
 from app.schemas import (
     DIGITS_REQUEST_BODY,
@@ -34,10 +34,6 @@ from app.serving import ModelServer
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 ServerDep = Annotated[ModelServer, Depends(get_server)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-# Images this small decode in well under a millisecond: cheaper on the event loop than a
-# hand-off to a thread. Larger ones decode in a thread so that the loop keeps serving.
-INLINE_DECODE_BYTES = 64 * 1024
 
 
 @router.post(
@@ -115,7 +111,8 @@ async def _decode_upload(upload: object, index: int, settings: Settings) -> np.n
         raise InvalidInput(f"'file' field {index} is text, not a file upload")
     data = await upload.read()
     try:
-        if len(data) <= INLINE_DECODE_BYTES:
+        # Small images on the event loop; others in a thread, so that the loop keeps serving.
+        if decodes_quickly(data):
             return decode_digit(data, settings.max_image_side)
         return await run_in_threadpool(decode_digit, data, settings.max_image_side)
     except ImageError as exc:

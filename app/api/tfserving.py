@@ -32,7 +32,12 @@ from app.errors import NotFound
 from app.registry import SIGNATURE, LoadedModel
 from app.responses import FastJSONResponse
 from app.serving import ModelServer
-from app.tfserving import output_json, parse_predict_request, signature_def_json
+from app.tfserving import (
+    is_image_input,
+    output_json,
+    parse_predict_request,
+    signature_def_json,
+)
 
 router = APIRouter(
     prefix="/v1/models",
@@ -165,7 +170,8 @@ async def _predict(
 ) -> FastJSONResponse:
     servable = server.get(name, version)
     body = await request.body()
-    if len(body) <= INLINE_PARSE_BYTES:
+    # Image inputs take {"b64": <file>}, which may be slow to decode however small the body.
+    if len(body) <= INLINE_PARSE_BYTES and not is_image_input(servable.model.input):
         parsed = parse_predict_request(body, servable.model, settings)
     else:
         parsed = await run_in_threadpool(parse_predict_request, body, servable.model, settings)
