@@ -8,8 +8,10 @@ Pillow, NumPy; nothing of HTTP or TensorFlow.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
+import anyio
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -22,6 +24,12 @@ INK_THRESHOLD = 32  # grey levels above this count as ink when finding the digit
 # and takes a fifth of a second or more to decode.
 INLINE_DECODE_BYTES = 64 * 1024
 INLINE_DECODE_PIXELS = 128 * 128
+
+# Larger images decode in worker threads, at most this many at once: a decode holds up to ~16
+# bytes per pixel (256 MB for 4096x4096 RGBA) for a moment, and more threads than cores would
+# not decode any faster. Callers pass DECODE_LIMITER to anyio.to_thread.run_sync.
+DECODE_THREADS = max(2, os.cpu_count() or 2)
+DECODE_LIMITER = anyio.CapacityLimiter(DECODE_THREADS)
 
 
 class ImageError(ValueError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.api.deps import (
@@ -18,7 +18,13 @@ from app.api.deps import (
 )
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from app.inputs import ImageError, check_reviews, decode_digit, decodes_quickly
+from app.inputs import (
+    DECODE_LIMITER,
+    ImageError,
+    check_reviews,
+    decode_digit,
+    decodes_quickly,
+)
 from app.responses import FastJSONResponse
 from app.schemas import (
     DIGITS_REQUEST_BODY,
@@ -114,7 +120,9 @@ async def _decode_upload(upload: object, index: int, settings: Settings) -> np.n
         # Small images on the event loop; others in a thread, so that the loop keeps serving.
         if decodes_quickly(data):
             return decode_digit(data, settings.max_image_side)
-        return await run_in_threadpool(decode_digit, data, settings.max_image_side)
+        return await anyio.to_thread.run_sync(
+            decode_digit, data, settings.max_image_side, limiter=DECODE_LIMITER
+        )
     except ImageError as exc:
         name = upload.filename or f"file {index}"
         if exc.too_large:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -29,6 +30,7 @@ from app.api.tfserving_schemas import (
 )
 from app.config import Settings
 from app.errors import NotFound
+from app.inputs import DECODE_LIMITER
 from app.registry import SIGNATURE, LoadedModel
 from app.responses import FastJSONResponse
 from app.serving import ModelServer
@@ -170,8 +172,13 @@ async def _predict(
 ) -> FastJSONResponse:
     servable = server.get(name, version)
     body = await request.body()
-    # Image inputs take {"b64": <file>}, which may be slow to decode however small the body.
-    if len(body) <= INLINE_PARSE_BYTES and not is_image_input(servable.model.input):
+    # Image inputs take {"b64": <file>}, which may be slow to decode however small the body:
+    # they are parsed in a thread, sharing the image decoders' limit.
+    if is_image_input(servable.model.input):
+        parsed = await anyio.to_thread.run_sync(
+            parse_predict_request, body, servable.model, settings, limiter=DECODE_LIMITER
+        )
+    elif len(body) <= INLINE_PARSE_BYTES:
         parsed = parse_predict_request(body, servable.model, settings)
     else:
         parsed = await run_in_threadpool(parse_predict_request, body, servable.model, settings)
