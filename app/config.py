@@ -24,8 +24,10 @@ class Settings(BaseSettings):
     # Models
     model_dir: Path = Path("models")
     device: Literal["auto", "cpu", "gpu"] = "auto"
-    tf_intra_op_threads: int = Field(0, ge=0, description="0 lets TensorFlow choose")
-    tf_inter_op_threads: int = Field(0, ge=0, description="0 lets TensorFlow choose")
+    # One thread each: the event loop needs a core of its own, and TensorFlow's pools of one
+    # thread per core only add hand-offs and spinning on small batches (make bench).
+    tf_intra_op_threads: int = Field(1, ge=0, description="0 lets TensorFlow choose")
+    tf_inter_op_threads: int = Field(1, ge=0, description="0 lets TensorFlow choose")
 
     # Batching
     max_batch_size: int = Field(64, ge=1, description="instances per model call")
