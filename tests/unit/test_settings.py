@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,19 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
         Settings(_env_file=None)
 
 
-def test_readme_documents_every_setting() -> None:
-    readme = README.read_text()
-    for name in Settings.model_fields:
-        assert f"`{name.upper()}`" in readme, f"README.md does not document {name.upper()}"
+def _as_documented(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if value == []:
+        return "empty"
+    return str(value)
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `?([^`|]*?)`? \|", README.read_text(), re.M))
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        assert name.upper() in rows, f"README.md does not document {name.upper()}"
+        assert rows[name.upper()] == _as_documented(default), name.upper()
