@@ -1,0 +1,148 @@
+"""Shared by the robustness tests: the server handle, hostile files, raw HTTP."""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import Popen
+
+import numpy as np
+from PIL import Image
+
+from tests.support.server import rss_kib
+
+# The servers' settings (see conftest.py).
+MAX_REQUEST_BYTES = 2 * 1024 * 1024  # ``server``
+BUSY_QUEUE = 4  # ``busy_server``: MAX_QUEUE_SIZE
+API_KEYS = (
+    "robust-key-1",
+    "robust-key-2",
+)  # both on ``busy_server``, the second on ``faulty_server``
+
+REVIEWS = [
+    "An absolute masterpiece, moving and beautifully acted.",
+    "Dull, predictable and far too long. I hated it.",
+    "Not bad, though the ending felt rushed.",
+    "One of the worst films I have ever seen.",
+]
+
+
+@dataclass
+class Server:
+    proc: Popen
+    url: str
+    fault_file: Path | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def rss_mib(self) -> float:
+        return rss_kib(self.proc) / 1024
+
+    def peak_rss_mib(self) -> float:
+        """The most resident memory the process has had so far (VmHWM)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmHWM for process {self.proc.pid}")
+
+    def fault(self, spec: str) -> None:
+        assert self.fault_file is not None
+        self.fault_file.write_text(spec)
+
+
+# ---- files ------------------------------------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def digit_image(size: int = 28) -> Image.Image:
+    """A white '1'-like stroke on black: a valid digit at any size."""
+    pixels = np.zeros((size, size), dtype=np.uint8)
+    pixels[
+        size // 5 : size - size // 5,
+        size // 2 - max(1, size // 14) : size // 2 + max(1, size // 14),
+    ] = 255
+    return Image.fromarray(pixels)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def png_bomb(side: int = 50_000) -> bytes:
+    """A valid 1-bit PNG of side x side black pixels (312 MB raw at 50,000) in about 300 KB.
+
+    The rows are all zero, so one deflate block of 1,000 rows, ended by a full flush (which
+    resets the compressor's history), can simply be repeated.
+    """
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    rows_per_block = 1000
+    block = row * rows_per_block
+    compressor = zlib.compressobj(9)
+    compressed_block = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    blocks, rest = divmod(side, rows_per_block)
+    tail_compressor = zlib.compressobj(9)
+    tail = tail_compressor.compress(row * rest) + tail_compressor.flush(zlib.Z_FINISH)
+    # The tail stream's own header (2 bytes) and checksum (4) are replaced by the whole one's.
+    adler = 1
+    for _ in range(blocks):
+        adler = zlib.adler32(block, adler)
+    adler = zlib.adler32(row * rest, adler)
+    header = compressed_block[:2]
+    body = compressed_block[2:] * blocks + tail[2:-4]
+    idat = header + body + struct.pack(">I", adler & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def animated_gif() -> bytes:
+    frames = [digit_image(28), Image.new("L", (28, 28), 128), Image.new("L", (28, 28), 255)]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+# ---- raw HTTP -----------------------------------------------------------------------------
+
+
+def raw_request(port: int, data: bytes, timeout: float = 30.0) -> bytes:
+    """Send ``data`` as is on a fresh connection; read one answer (or until the server closes).
+
+    The write side stays open: a half-closed connection makes uvicorn drop the request.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                return answer
+            if not chunk:
+                return answer
+            answer += chunk
+            head, sep, body = answer.partition(b"\r\n\r\n")
+            if sep:
+                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if match and len(body) >= int(match[1]):
+                    return answer
+
+
+def status_of(answer: bytes) -> int:
+    """The status code of a raw HTTP/1.1 answer."""
+    return int(answer.split(b" ", 2)[1])

@@ -1,0 +1,496 @@
+"""Hand-written hostile inputs against a real server: each gets its documented 4xx (or a 200
+where the input is odd but valid), the server keeps serving, and its memory stays bounded.
+
+Run with ``-s`` to see how many inputs were tried and the server's RSS before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.inputs import DECODE_THREADS
+from tests.robustness.helpers import (
+    API_KEYS,
+    MAX_REQUEST_BYTES,
+    REVIEWS,
+    Server,
+    animated_gif,
+    digit_image,
+    encode,
+    png_bomb,
+    raw_request,
+    status_of,
+)
+
+DIGITS = "/v1/digits/predict"
+SENTIMENT = "/v1/sentiment/predict"
+TFS_SENTIMENT = "/v1/models/sentiment:predict"
+TFS_DIGITS = "/v1/models/digits:predict"
+RSS_GROWTH_LIMIT_MIB = 300  # generous: TensorFlow and the allocator keep some memory
+TRIED: list[str] = []
+
+
+@dataclass
+class Case:
+    name: str
+    status: int | tuple[int, ...]
+    build: Callable[[], dict[str, Any]]  # keyword arguments of httpx.Client.request
+    path: str = DIGITS
+    method: str = "POST"
+    max_seconds: float | None = None
+
+
+def upload(data: bytes, name: str = "digit.png", mime: str = "image/png") -> dict[str, Any]:
+    return {"files": {"file": (name, data, mime)}}
+
+
+def png_of(image: Image.Image) -> bytes:
+    return encode(image, "PNG")
+
+
+def sixteen_bit_png() -> bytes:
+    pixels = np.asarray(digit_image(28), dtype=np.uint16) * 257
+    image = Image.fromarray(pixels)
+    assert image.mode == "I;16"
+    return png_of(image)
+
+
+def palette_png(transparent: bool = False) -> bytes:
+    image = digit_image(40).convert("P")
+    if transparent:
+        return encode(image, "PNG", transparency=0)
+    return png_of(image)
+
+
+def cmyk_jpeg() -> bytes:
+    return encode(digit_image(64).convert("CMYK"), "JPEG", quality=90)
+
+
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def many_files(n: int) -> dict[str, Any]:
+    return {"files": [("file", (f"{i}.png", b"x", "image/png")) for i in range(n)]}
+
+
+def nested_json(depth: int, key: str = "reviews") -> bytes:
+    return b'{"' + key.encode() + b'": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def multipart_without_boundary() -> dict[str, Any]:
+    body = (
+        b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + png_of(digit_image(28)) + b"\r\n--xyz--\r\n"
+    )
+    return {"content": body, "headers": {"content-type": "multipart/form-data"}}
+
+
+def multipart_garbage() -> dict[str, Any]:
+    return {
+        "content": os.urandom(4096),
+        "headers": {"content-type": "multipart/form-data; boundary=xyz"},
+    }
+
+
+def json_body(data: bytes, content_type: str = "application/json") -> dict[str, Any]:
+    return {"content": data, "headers": {"content-type": content_type}}
+
+
+def chunked(data: bytes, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    for start in range(0, len(data), chunk):
+        yield data[start : start + chunk]
+
+
+OVER_CAP = MAX_REQUEST_BYTES + 1024
+
+CASES = [
+    # ---- image uploads
+    Case("decompression-bomb PNG (50000x50000 declared)", 413, lambda: upload(png_bomb())),
+    Case("1-pixel image", 200, lambda: upload(png_of(Image.new("L", (1, 1), 255)))),
+    Case("1x1000 image", 200, lambda: upload(png_of(Image.new("L", (1, 1000), 200)))),
+    Case("10000x10000 image", 413, lambda: upload(png_of(Image.new("1", (10_000, 10_000))))),
+    Case(
+        "4097x1 image (one over MAX_IMAGE_SIDE)",
+        413,
+        lambda: upload(png_of(Image.new("L", (4097, 1)))),
+    ),
+    Case("16-bit PNG", 200, lambda: upload(sixteen_bit_png())),
+    Case("palette PNG", 200, lambda: upload(palette_png())),
+    Case("palette PNG with transparency", 200, lambda: upload(palette_png(transparent=True))),
+    Case("RGBA PNG", 200, lambda: upload(png_of(digit_image(28).convert("RGBA")))),
+    Case("CMYK JPEG", 200, lambda: upload(cmyk_jpeg(), "digit.jpg", "image/jpeg")),
+    Case("animated GIF (first frame)", 200, lambda: upload(animated_gif(), "d.gif", "image/gif")),
+    Case("truncated PNG", 400, lambda: upload(truncated(png_of(digit_image(200))))),
+    Case(
+        "truncated JPEG",
+        400,
+        lambda: upload(truncated(encode(digit_image(200), "JPEG")), "d.jpg", "image/jpeg"),
+    ),
+    Case(
+        "PDF named .png",
+        400,
+        lambda: upload(b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<<>>\n%%EOF\n"),
+    ),
+    Case("random bytes", 400, lambda: upload(os.urandom(10_000))),
+    Case("1.5 MB of random bytes", 400, lambda: upload(os.urandom(1_500_000))),
+    Case("empty file", 400, lambda: upload(b"")),
+    Case("'file' as a text field", 400, lambda: {"files": {"file": (None, b"not a file")}}),
+    Case("form without 'file'", 422, lambda: {"files": {"image": ("d.png", b"x", "image/png")}}),
+    Case("10,000 'file' fields", 400, lambda: many_files(10_000), max_seconds=5),
+    Case(
+        "10,000 text fields",
+        400,
+        lambda: {"data": {f"f{i}": "x" for i in range(10_000)}, "files": many_files(1)["files"]},
+        max_seconds=5,
+    ),
+    Case("multipart body without a boundary", 400, multipart_without_boundary),
+    Case("multipart body of random bytes", (400, 422), multipart_garbage),
+    Case("JSON to the upload endpoint", 415, lambda: {"json": {"file": "x"}}),
+    Case("no content type on uploads", 415, lambda: {"content": b"abc"}),
+    # ---- JSON bodies
+    Case(
+        "non-UTF-8 JSON",
+        400,
+        lambda: json_body(b'{"reviews": ["caf\xe9 \xff\xfe"]}'),
+        path=SENTIMENT,
+    ),
+    Case(
+        "UTF-16 JSON",
+        (200, 400),  # json.loads detects UTF-16 by its BOM
+        lambda: json_body(json.dumps({"reviews": ["a"]}).encode("utf-16")),
+        path=SENTIMENT,
+    ),
+    Case("deeply nested JSON", (400, 422), lambda: json_body(nested_json(100_000)), path=SENTIMENT),
+    Case(
+        "deeply nested objects",
+        (400, 422),
+        lambda: json_body(b'{"a":' * 50_000 + b"1" + b"}" * 50_000),
+        path=SENTIMENT,
+    ),
+    Case(
+        "1 MB of whitespace as a review",
+        422,
+        lambda: {"json": {"reviews": [" \n\t" * 350_000]}},
+        path=SENTIMENT,
+    ),
+    Case("a 1 MB review", 422, lambda: {"json": {"reviews": ["great " * 170_000]}}, path=SENTIMENT),
+    Case(
+        "control characters and emoji",
+        200,
+        lambda: {
+            "json": {
+                "reviews": ["\x00\x01\x07\x1b[31m great \u202e film 🎬🍿👍🏽 \ufeff", "😡" * 500]
+            }
+        },
+        path=SENTIMENT,
+    ),
+    Case(
+        "lone surrogate escape",
+        422,
+        lambda: json_body(b'{"reviews": ["bad \\ud800 film"]}'),
+        path=SENTIMENT,
+    ),
+    Case("257 reviews", 422, lambda: {"json": {"reviews": ["good"] * 257}}, path=SENTIMENT),
+    Case("reviews not strings", 422, lambda: {"json": {"reviews": [1, None, {}]}}, path=SENTIMENT),
+    Case("JSON null", 422, lambda: json_body(b"null"), path=SENTIMENT),
+    Case("empty body", (400, 422), lambda: json_body(b""), path=SENTIMENT),
+    Case(
+        "NaN and huge numbers",
+        (400, 422),
+        lambda: json_body(b'{"reviews": [NaN, 1e999999]}'),
+        path=SENTIMENT,
+    ),
+    Case(
+        "text/plain to the JSON endpoint",
+        415,
+        lambda: json_body(b'{"reviews": ["a"]}', "text/plain"),
+        path=SENTIMENT,
+    ),
+    Case(
+        "no content type on JSON", 415, lambda: {"content": b'{"reviews": ["a"]}'}, path=SENTIMENT
+    ),
+    Case("form to the JSON endpoint", 415, lambda: {"data": {"reviews": "a"}}, path=SENTIMENT),
+    Case("multipart to the JSON endpoint", 415, lambda: upload(b"x"), path=SENTIMENT),
+    # ---- body cap
+    Case(
+        "body over MAX_REQUEST_BYTES, Content-Length",
+        413,
+        lambda: json_body(b'{"reviews": ["' + b"a" * OVER_CAP + b'"]}'),
+        path=SENTIMENT,
+    ),
+    Case(
+        "body over MAX_REQUEST_BYTES, chunked",
+        413,
+        lambda: {
+            "content": chunked(b'{"reviews": ["' + b"a" * OVER_CAP + b'"]}'),
+            "headers": {"content-type": "application/json"},
+        },
+        path=SENTIMENT,
+    ),
+    Case(
+        "upload over MAX_REQUEST_BYTES, Content-Length",
+        413,
+        lambda: upload(os.urandom(OVER_CAP)),
+    ),
+    Case(
+        "upload over MAX_REQUEST_BYTES, chunked",
+        413,
+        lambda: {
+            "content": chunked(
+                b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+                + os.urandom(OVER_CAP)
+            ),
+            "headers": {"content-type": "multipart/form-data; boundary=xyz"},
+        },
+    ),
+    # ---- TensorFlow Serving API
+    Case(
+        "TF Serving: non-UTF-8 JSON",
+        400,
+        lambda: json_body(b'{"instances": ["\xff"]}'),
+        path=TFS_SENTIMENT,
+    ),
+    Case(
+        "TF Serving: deeply nested JSON",
+        400,
+        lambda: json_body(nested_json(100_000, "instances")),
+        path=TFS_SENTIMENT,
+    ),
+    Case(
+        "TF Serving: nested NaN JSON",
+        400,
+        lambda: json_body(b'{"instances": ' + b"[" * 100_000 + b"NaN" + b"]" * 100_000 + b"}"),
+        path=TFS_DIGITS,
+    ),
+    Case(
+        "TF Serving: lone surrogate (through the NaN-tolerant parser)",
+        400,
+        lambda: json_body(b'{"instances": ["bad \\ud800 film"], "nan": NaN}'),
+        path=TFS_SENTIMENT,
+    ),
+    Case(
+        "TF Serving: bad base64",
+        400,
+        lambda: {"json": {"instances": [{"b64": "!!!"}]}},
+        path=TFS_DIGITS,
+    ),
+    Case(
+        "TF Serving: base64 bomb",
+        413,
+        lambda: {"json": {"instances": [{"b64": base64.b64encode(png_bomb()).decode()}]}},
+        path=TFS_DIGITS,
+    ),
+    Case(
+        "TF Serving: ragged digits",
+        400,
+        lambda: {"json": {"instances": [[[0] * 28] * 27 + [[0] * 5]]}},
+        path=TFS_DIGITS,
+    ),
+    Case(
+        "TF Serving: strings as pixels",
+        400,
+        lambda: {"json": {"instances": [[["x"] * 28] * 28]}},
+        path=TFS_DIGITS,
+    ),
+    Case(
+        "TF Serving: huge pixel values",
+        (200, 400),
+        lambda: json_body(b'{"instances": [' + json.dumps([[1e308] * 28] * 28).encode() + b"]}"),
+        path=TFS_DIGITS,
+    ),
+    Case(
+        "TF Serving: emoji review",
+        200,
+        lambda: {"json": {"instances": ["🎬 great \x00"]}},
+        path=TFS_SENTIMENT,
+    ),
+    Case(
+        "TF Serving: text/plain",
+        (200, 400, 415),
+        lambda: json_body(b'{"instances": ["a"]}', "text/plain"),
+        path=TFS_SENTIMENT,
+    ),
+    Case(
+        "TF Serving: body over the cap, chunked",
+        413,
+        lambda: {
+            "content": chunked(b'{"instances": ["' + b"a" * OVER_CAP + b'"]}'),
+            "headers": {"content-type": "application/json"},
+        },
+        path=TFS_SENTIMENT,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def rss_at_start(server: Server) -> float:
+    return server.rss_mib()
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_hostile_input(case: Case, client: httpx.Client, rss_at_start: float) -> None:
+    kwargs = case.build()
+    started = time.perf_counter()
+    response = client.request(case.method, case.path, **kwargs)
+    took = time.perf_counter() - started
+    TRIED.append(case.name)
+    wanted = case.status if isinstance(case.status, tuple) else (case.status,)
+    assert response.status_code in wanted, (
+        f"{case.name}: {response.status_code} {response.text[:500]}"
+    )
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert error if case.path.startswith("/v1/models/") else error["code"] and error["message"]
+    if case.max_seconds is not None:
+        assert took < case.max_seconds, f"{case.name} took {took:.1f} s"
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "request_bytes", "status"),
+    [
+        (
+            "Content-Length not a number",
+            b"POST /v1/sentiment/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}",
+            400,
+        ),
+        (
+            "Content-Length and chunked both",
+            b"POST /v1/sentiment/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "bad chunk size",
+            b"POST /v1/sentiment/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "header line of 100 KB",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 100_000 + b"\r\n\r\n",
+            (200, 400, 431),  # httptools has no header size limit
+        ),
+        ("not HTTP at all", os.urandom(2048), 400),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_malformed_http(
+    server: Server, name: str, request_bytes: bytes, status: Any, client: httpx.Client
+) -> None:
+    answer = raw_request(server.port, request_bytes)
+    TRIED.append(name)
+    wanted = status if isinstance(status, tuple) else (status,)
+    if answer:  # uvicorn may also just close the connection on garbage
+        assert status_of(answer) in wanted, answer[:300]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_bad_review_does_not_fail_the_batch_it_joins(busy_server: Server) -> None:
+    """busy_server waits 250 ms for a fuller batch, so these four share one model call."""
+    auth = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    bodies = [
+        json.dumps({"reviews": [review]}).encode()
+        for review in (REVIEWS[0], REVIEWS[1], REVIEWS[3])
+    ] + [b'{"reviews": ["bad \\ud800 film"]}']
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=busy_server.url, headers=auth, timeout=30) as c:
+            return await asyncio.gather(*(c.post(SENTIMENT, **json_body(body)) for body in bodies))
+
+    statuses = [r.status_code for r in asyncio.run(together())]
+    assert statuses == [200, 200, 200, 422]
+
+
+def test_still_serving_with_bounded_memory(
+    server: Server, client: httpx.Client, rss_at_start: float
+) -> None:
+    response = client.post(SENTIMENT, json={"reviews": REVIEWS})
+    assert response.status_code == 200
+    assert [p["label"] for p in response.json()["predictions"]][:2] == ["positive", "negative"]
+    response = client.post(DIGITS, **upload(png_of(digit_image(28))))
+    assert response.status_code == 200
+    after = server.rss_mib()
+    print(
+        f"\nhostile inputs: {len(TRIED)} tried; server RSS {rss_at_start:.0f} MiB before, "
+        f"{after:.0f} MiB after"
+    )
+    assert after - rss_at_start < RSS_GROWTH_LIMIT_MIB
+
+
+def test_small_files_of_huge_images_do_not_stall_the_server(server: Server) -> None:
+    """A 4096x4096 1-bit PNG is 2 KB to send and 16.7 M pixels to decode (0.2 s or more):
+    a request full of them must not hold up everyone else's requests while it is decoded."""
+    huge = encode(Image.new("1", (4096, 4096)), "PNG")
+    assert len(huge) < 4096
+    count = 16
+    native = {"files": [("file", (f"{i}.png", huge, "image/png")) for i in range(count)]}
+    b64 = base64.b64encode(huge).decode()
+    tf_serving = {"json": {"instances": [{"b64": b64}] * count}}
+
+    async def scenario() -> tuple[list[httpx.Response], list[float]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            heavy = asyncio.gather(
+                client.post(DIGITS, **native), client.post(TFS_DIGITS, **tf_serving)
+            )
+            latencies = []
+            while not heavy.done():
+                started = time.perf_counter()
+                assert (await client.get("/healthz")).status_code == 200
+                latencies.append(time.perf_counter() - started)
+                await asyncio.sleep(0.05)
+            return await heavy, latencies
+
+    responses, latencies = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200, 200]
+    assert len(latencies) > 2
+    assert max(latencies) < 1.0, f"/healthz waited {max(latencies):.1f} s"
+    print(
+        f"\n2 x {count} images of 4096x4096 decoding: /healthz answered {len(latencies)} times, "
+        f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms, slowest {max(latencies) * 1000:.0f} ms"
+    )
+
+
+def test_concurrent_large_decodes_keep_memory_bounded(server: Server) -> None:
+    """A 4096x4096 RGBA PNG is a 64 KB file and ~256 MB while it decodes: a dozen at once must
+    not take a dozen times that (the decodes share DECODE_THREADS slots)."""
+    rgba = encode(Image.new("RGBA", (4096, 4096)), "PNG")
+    concurrent = 12
+    before = server.rss_mib()
+
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=2 * concurrent)
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
+            native = [client.post(DIGITS, **upload(rgba)) for _ in range(concurrent // 2)]
+            b64 = base64.b64encode(rgba).decode()
+            tf_serving = [
+                client.post(TFS_DIGITS, json={"instances": [{"b64": b64}]})
+                for _ in range(concurrent // 2)
+            ]
+            return [r.status_code for r in await asyncio.gather(*native, *tf_serving)]
+
+    assert asyncio.run(burst()) == [200] * concurrent
+    peak = server.peak_rss_mib()
+    allowed = (DECODE_THREADS + 1) * 300
+    print(
+        f"\n{concurrent} concurrent 4096x4096 RGBA decodes: RSS {before:.0f} MiB before, peak "
+        f"{peak:.0f} MiB ({DECODE_THREADS} decode slots; allowed growth {allowed} MiB)"
+    )
+    assert peak - before < allowed

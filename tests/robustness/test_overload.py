@@ -1,0 +1,175 @@
+"""Overload: a burst of 10x more concurrent requests than the queue holds.
+
+``busy_server`` queues at most 4 instances per model and waits 250 ms for a fuller batch, so a
+burst overflows it for sure. The excess must get fast 503s with Retry-After, the rest correct
+answers (the same as the same input alone gets), nothing a 500 and no request lost: every
+request is answered, and clients that retry after Retry-After all get their answer. After the
+burst the server is back to normal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import png
+from tests.robustness.helpers import API_KEYS, BUSY_QUEUE, REVIEWS, Server
+
+AUTH = {"Authorization": f"Bearer {API_KEYS[0]}"}
+PER_MODEL = 10 * BUSY_QUEUE  # 10x what each model's queue holds
+LATENCY_BOUND_S = 5.0  # generous: accepted requests wait at most a few batch delays
+
+
+@dataclass
+class Outcome:
+    index: int
+    kind: str
+    status: int
+    seconds: float
+    body: dict
+    retry_after: str | None
+    attempts: int = 1
+
+
+def requests_for(mnist) -> list[tuple[str, object]]:
+    (_, _), (x_test, _) = mnist
+    images = [png(x_test[i]) for i in range(PER_MODEL)]
+    reviews = [f"{REVIEWS[i % len(REVIEWS)]} (viewer {i})" for i in range(PER_MODEL)]
+    mixed: list[tuple[str, object]] = []
+    for image, review in zip(images, reviews, strict=True):
+        mixed += [("digits", image), ("sentiment", review)]
+    return mixed
+
+
+async def send(client: httpx.AsyncClient, kind: str, payload: object) -> httpx.Response:
+    if kind == "digits":
+        return await client.post(
+            "/v1/digits/predict", files={"file": ("d.png", payload, "image/png")}
+        )
+    return await client.post("/v1/sentiment/predict", json={"reviews": [payload]})
+
+
+def answer(kind: str, body: dict) -> tuple[object, np.ndarray]:
+    prediction = body["predictions"][0]
+    if kind == "digits":
+        return prediction["digit"], np.array(prediction["probabilities"])
+    return prediction["label"], np.array([prediction["score"]])
+
+
+def same_answer(got: tuple[object, np.ndarray], want: tuple[object, np.ndarray]) -> bool:
+    """Same label; scores equal up to float noise (batch composition changes the kernels)."""
+    return got[0] == want[0] and np.allclose(got[1], want[1], atol=1e-4)
+
+
+async def burst(url: str, requests: list[tuple[str, object]], retry: bool) -> list[Outcome]:
+    limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=len(requests))
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=60, limits=limits) as client:
+
+        async def one(index: int, kind: str, payload: object) -> Outcome:
+            attempts = 0
+            while True:
+                attempts += 1
+                started = time.perf_counter()
+                response = await send(client, kind, payload)
+                seconds = time.perf_counter() - started
+                retry_after = response.headers.get("retry-after")
+                if not (retry and response.status_code == 503 and attempts < 60):
+                    return Outcome(
+                        index,
+                        kind,
+                        response.status_code,
+                        seconds,
+                        response.json(),
+                        retry_after,
+                        attempts,
+                    )
+                await asyncio.sleep(float(retry_after or 1))
+
+        return await asyncio.gather(*(one(i, k, p) for i, (k, p) in enumerate(requests)))
+
+
+def queue_depths(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", headers=AUTH, timeout=10).text
+    return {m: float(v) for m, v in re.findall(r'model_queue_depth\{model="(\w+)"\} (\S+)', text)}
+
+
+@pytest.fixture(scope="module")
+def expected(server: Server, mnist) -> dict[int, tuple[object, np.ndarray]]:
+    """Each request's answer when sent alone (to the same models in the plain server)."""
+    answers = {}
+
+    async def one_by_one() -> None:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            for index, (kind, payload) in enumerate(requests_for(mnist)):
+                response = await send(client, kind, payload)
+                assert response.status_code == 200, response.text
+                answers[index] = answer(kind, response.json())
+
+    asyncio.run(one_by_one())
+    return answers
+
+
+def test_burst_gets_fast_503s_and_correct_answers(busy_server: Server, mnist, expected) -> None:
+    requests = requests_for(mnist)
+    outcomes = asyncio.run(burst(busy_server.url, requests, retry=False))
+
+    assert len(outcomes) == len(requests)  # every request answered: none lost
+    statuses = {outcome.status for outcome in outcomes}
+    assert statuses <= {200, 503}, [
+        (o.status, o.body) for o in outcomes if o.status not in (200, 503)
+    ]
+    accepted = [o for o in outcomes if o.status == 200]
+    rejected = [o for o in outcomes if o.status == 503]
+    assert rejected, "the burst never overflowed the queue"
+    assert len(accepted) >= 2 * BUSY_QUEUE  # each model's first queue-full at least
+    for outcome in rejected:
+        assert outcome.retry_after == "1"
+        assert outcome.body["error"]["code"] == "overloaded"
+    for outcome in accepted:
+        assert same_answer(answer(outcome.kind, outcome.body), expected[outcome.index])
+    slowest_503 = max(o.seconds for o in rejected)
+    slowest_200 = max(o.seconds for o in accepted)
+    assert slowest_503 < LATENCY_BOUND_S
+    assert slowest_200 < LATENCY_BOUND_S
+    print(
+        f"\noverload: {len(requests)} concurrent requests ({PER_MODEL} per model, queue "
+        f"{BUSY_QUEUE}): {len(accepted)} answered correctly, {len(rejected)} got 503 + "
+        f"Retry-After (slowest 503 {slowest_503 * 1000:.0f} ms, slowest 200 "
+        f"{slowest_200 * 1000:.0f} ms), 0 errors, 0 lost"
+    )
+    _back_to_normal(busy_server)
+
+
+def test_clients_that_retry_all_get_their_answer(busy_server: Server, mnist, expected) -> None:
+    requests = requests_for(mnist)
+    started = time.perf_counter()
+    outcomes = asyncio.run(burst(busy_server.url, requests, retry=True))
+    took = time.perf_counter() - started
+
+    assert [o.status for o in outcomes] == [200] * len(requests)
+    for outcome in outcomes:
+        assert same_answer(answer(outcome.kind, outcome.body), expected[outcome.index])
+    attempts = sum(o.attempts for o in outcomes)
+    print(
+        f"\noverload with retries: all {len(requests)} requests answered correctly in "
+        f"{took:.1f} s after {attempts} attempts ({max(o.attempts for o in outcomes)} at most)"
+    )
+    _back_to_normal(busy_server)
+
+
+def _back_to_normal(server: Server) -> None:
+    deadline = time.monotonic() + 10
+    while any(queue_depths(server.url).values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(queue_depths(server.url).values())
+    assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=10) as client:
+        for review in REVIEWS:
+            response = client.post("/v1/sentiment/predict", json={"reviews": [review]})
+            assert response.status_code == 200
