@@ -1,0 +1,74 @@
+"""The models' own throughput: ``LoadedModel.predict`` called directly, no HTTP, no batcher.
+
+Run as its own process (``python -m bench.raw``) so that TensorFlow gets the same thread
+settings as the server under test (``TF_INTRA_OP_THREADS``, ``TF_INTER_OP_THREADS``, read by
+the service's own settings) and the load generator's process stays free of it. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def measure(predict, batch: np.ndarray, seconds: float, warmup_calls: int = 10) -> dict:
+    for _ in range(warmup_calls):
+        predict(batch)
+    calls = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while True:
+        predict(batch)
+        calls += 1
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+    elapsed = now - started
+    return {
+        "batch_size": len(batch),
+        "calls": calls,
+        "ms_per_call": round(elapsed / calls * 1000, 3),
+        "instances_per_s": round(calls * len(batch) / elapsed, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per model and batch size")
+    parser.add_argument("--batch-sizes", default="1,64")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+
+    from app.config import Settings
+    from app.registry import configure_tensorflow, load_models
+    from bench.payloads import digit_images, reviews
+
+    settings = Settings()
+    device = configure_tensorflow(
+        settings.device, settings.tf_intra_op_threads, settings.tf_inter_op_threads
+    )
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    models = load_models(settings.model_dir, device, max(sizes))
+    images, image_source = digit_images(max(sizes), args.data_dir)
+    texts, text_source = reviews(max(sizes), args.data_dir)
+    inputs = {
+        "digits": (images.astype(np.float32), image_source),
+        "sentiment": (np.array(texts, dtype=object), text_source),
+    }
+    results = []
+    for name, (data, source) in inputs.items():
+        model = models[name][max(models[name])]
+        for size in sizes:
+            row = measure(model.predict, data[:size], args.seconds)
+            results.append({"model": name, "device": device, "source": source, **row})
+    json.dump(results, sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""``make bench``: does batching pay off? The whole matrix in one go, in a few minutes.
+
+1. The server (``python -m app`` on 127.0.0.1) with batching (the default settings), then
+   without (``MAX_BATCH_SIZE=1``); each driven at concurrency 1, 16 and 64 on the digits
+   upload and the sentiment endpoint, after a short warm-up.
+2. The load generator's own ceiling: ``GET /healthz`` at concurrency 16.
+3. The models' throughput in-process (no HTTP, no batcher), batch 1 and batch 64.
+
+Prints one table and writes ``bench/results.json`` and ``bench/throughput_latency.png``.
+Settings the runs share (TF threads, ...) come from the environment, as the server's do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.loadgen import Probe, build_request, fetch, run_load
+from bench.payloads import Payloads, digits_payloads, sentiment_payloads
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+HOST = "127.0.0.1"
+CONFIGS = {"batched": {}, "unbatched": {"MAX_BATCH_SIZE": "1"}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python -m app`` in a child process, with extra environment; stopped with SIGTERM."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "HOST": HOST,
+            "PORT": str(self.port),
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "warning"),
+            **env,
+        }
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Server:
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited; see {self.log_path}")
+            try:
+                if fetch(HOST, self.port, "/readyz", timeout=1)[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the server was not ready within 120 s; see {self.log_path}")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def requests_for(payloads: Payloads, port: int) -> list[bytes]:
+    return [
+        build_request("POST", payloads.path, HOST, port, body, payloads.content_type)
+        for body in payloads.bodies
+    ]
+
+
+def measure_point(
+    server: Server, model: str, requests: list[bytes], concurrency: int, args
+) -> dict:
+    """Warm-up, then the measured window on the same connections, with the server's batch
+    sizes and CPU time during the window."""
+    assert server.process is not None
+    probe = Probe(model=model, server_pid=server.process.pid)
+    result = run_load(
+        HOST, server.port, requests, concurrency, args.duration, args.warmup, probe
+    ).as_dict()
+    server_side = result.pop("server")
+    result["batches"] = server_side.pop("batches")
+    result.update({f"server_{k}": v for k, v in server_side.items()})
+    return result
+
+
+def run_raw(args) -> list[dict]:
+    command = [sys.executable, "-m", "bench.raw", "--seconds", str(args.raw_seconds)]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    out = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, check=False, env=os.environ.copy()
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.raw failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
+# ---- report ---------------------------------------------------------------------------------
+
+
+def table(results: dict) -> str:
+    lines = [
+        f"{'endpoint':<10} {'server':<10} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} "
+        f"{'p99 ms':>8} {'max ms':>8} {'errors':>6} {'mean batch':>10}",
+    ]
+    for point in results["points"]:
+        batch = point["batches"]["mean_batch_size"]
+        lines.append(
+            f"{point['endpoint']:<10} {point['config']:<10} {point['concurrency']:>4} "
+            f"{point['rps']:>8.1f} {point['p50_ms']:>8.2f} {point['p90_ms']:>8.2f} "
+            f"{point['p99_ms']:>8.2f} {point['max_ms']:>8.2f} {point['errors']:>6} "
+            f"{batch if batch is not None else '-':>10}"
+        )
+    ceiling = results["client_ceiling"]
+    lines += [
+        "",
+        f"load generator ceiling: GET /healthz at concurrency {ceiling['concurrency']}: "
+        f"{ceiling['rps']:.0f} req/s (p50 {ceiling['p50_ms']:.2f} ms); the client's own CPU: "
+        f"{ceiling['client_cpu_us_per_request']:.0f} us/request, i.e. at most "
+        f"{1e6 / ceiling['client_cpu_us_per_request']:.0f} req/s on one core",
+        "",
+        f"{'model (in-process)':<20} {'batch':>5} {'ms/call':>8} {'instances/s':>12}",
+    ]
+    for row in results["raw"]:
+        lines.append(
+            f"{row['model']:<20} {row['batch_size']:>5} {row['ms_per_call']:>8.3f} "
+            f"{row['instances_per_s']:>12.0f}"
+        )
+    lines += ["", "batched / unbatched throughput:"]
+    for endpoint, concurrency, ratio in speedups(results):
+        lines.append(f"  {endpoint:<10} concurrency {concurrency:>3}: {ratio:.2f}x")
+    return "\n".join(lines)
+
+
+def speedups(results: dict) -> list[tuple[str, int, float]]:
+    index = {(p["endpoint"], p["config"], p["concurrency"]): p for p in results["points"]}
+    out = []
+    for endpoint, config, concurrency in index:
+        if config != "batched" or (endpoint, "unbatched", concurrency) not in index:
+            continue
+        unbatched = index[endpoint, "unbatched", concurrency]["rps"]
+        if unbatched:
+            out.append(
+                (endpoint, concurrency, index[endpoint, config, concurrency]["rps"] / unbatched)
+            )
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    endpoints = list(dict.fromkeys(p["endpoint"] for p in results["points"]))
+    fig, axes = plt.subplots(2, len(endpoints), figsize=(5.5 * len(endpoints), 7.5), squeeze=False)
+    styles = {"batched": ("tab:blue", "o-"), "unbatched": ("tab:orange", "s--")}
+    for col, endpoint in enumerate(endpoints):
+        for config, (colour, style) in styles.items():
+            points = sorted(
+                (
+                    p
+                    for p in results["points"]
+                    if p["endpoint"] == endpoint and p["config"] == config
+                ),
+                key=lambda p: p["concurrency"],
+            )
+            xs = [p["concurrency"] for p in points]
+            label = "batched (MAX_BATCH_SIZE=64)" if config == "batched" else "unbatched (=1)"
+            axes[0][col].plot(xs, [p["rps"] for p in points], style, color=colour, label=label)
+            axes[1][col].plot(xs, [p["p99_ms"] for p in points], style, color=colour, label=label)
+        axes[0][col].set_title(f"{endpoint}: throughput")
+        axes[0][col].set_ylabel("requests/s")
+        axes[1][col].set_title(f"{endpoint}: p99 latency")
+        axes[1][col].set_ylabel("p99 latency (ms)")
+        axes[1][col].set_yscale("log")
+        for row in (0, 1):
+            ax = axes[row][col]
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("concurrent connections")
+            ax.set_xticks([1, 16, 64], ["1", "16", "64"])
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+        axes[0][col].set_ylim(bottom=0)
+    info = results["machine"]
+    fig.suptitle(f"make bench on {info['cores']} cores ({info['cpu']}), one uvicorn worker")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured point")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each point")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--endpoints", default="digits,sentiment")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--raw-seconds", type=float, default=3.0)
+    parser.add_argument("--data-dir", default=None, help="default: DATA_DIR or ../shared/data")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument("--plot", type=Path, default=HERE / "throughput_latency.png")
+    args = parser.parse_args(argv)
+
+    started = time.time()
+    load_before = loadavg()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    makers = {"digits": digits_payloads, "sentiment": sentiment_payloads}
+    payloads = {name: makers[name](data_dir=args.data_dir) for name in args.endpoints.split(",")}
+    for name, p in payloads.items():
+        print(f"{name}: {len(p.bodies)} request bodies from {p.source}", flush=True)
+
+    points: list[dict] = []
+    ceiling: dict = {}
+    for config in args.configs.split(","):
+        env = CONFIGS[config]
+        log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-server-{config}.log"
+        with Server(env, log_path) as server:
+            print(f"server {config} {env or '(defaults)'} on port {server.port}", flush=True)
+            if not ceiling:
+                healthz = [build_request("GET", "/healthz", HOST, server.port)]
+                assert server.process is not None
+                ceiling = run_load(
+                    HOST,
+                    server.port,
+                    healthz,
+                    16,
+                    args.duration,
+                    args.warmup,
+                    Probe(server_pid=server.process.pid),
+                ).as_dict()
+                ceiling.update({f"server_{k}": v for k, v in ceiling.pop("server").items()})
+                print(
+                    f"  healthz c=16: {ceiling['rps']:.0f} req/s, client "
+                    f"{ceiling['client_cpu_us_per_request']:.0f} us/request",
+                    flush=True,
+                )
+            for name, p in payloads.items():
+                requests = requests_for(p, server.port)
+                for concurrency in levels:
+                    point = measure_point(server, name, requests, concurrency, args)
+                    point.update(endpoint=name, config=config, source=p.source)
+                    points.append(point)
+                    print(
+                        f"  {name:<9} c={concurrency:<3} {point['rps']:8.1f} req/s  "
+                        f"p50 {point['p50_ms']:7.2f}  p99 {point['p99_ms']:7.2f} ms  "
+                        f"errors {point['errors']}  mean batch "
+                        f"{point['batches']['mean_batch_size']}",
+                        flush=True,
+                    )
+    print("in-process model throughput ...", flush=True)
+    raw = run_raw(args)
+
+    results = {
+        "command": "make bench",
+        "machine": machine(),
+        "settings": {
+            k: os.environ[k]
+            for k in sorted(os.environ)
+            if k.startswith(("TF_", "MAX_BATCH", "WORKERS", "LOG_LEVEL"))
+        },
+        "configs": {k: v or "defaults" for k, v in CONFIGS.items()},
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+        "wall_s": round(time.time() - started, 1),
+        "client_ceiling": {"endpoint": "GET /healthz", **ceiling},
+        "points": points,
+        "raw": raw,
+    }
+    results["speedup"] = [
+        {"endpoint": e, "concurrency": c, "batched_over_unbatched": round(r, 2)}
+        for e, c, r in speedups(results)
+    ]
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.plot)
+    print()
+    print(table(results))
+    print()
+    print(f"load average before {load_before}, after {results['loadavg_after']}")
+    print(f"wrote {args.output} and {args.plot} in {results['wall_s']:.0f} s")
+    errors = sum(p["errors"] for p in points) + ceiling.get("errors", 0)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
