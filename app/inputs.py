@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 
 import anyio
@@ -30,6 +31,8 @@ INLINE_DECODE_PIXELS = 128 * 128
 # not decode any faster. Callers pass DECODE_LIMITER to anyio.to_thread.run_sync.
 DECODE_THREADS = max(2, os.cpu_count() or 2)
 DECODE_LIMITER = anyio.CapacityLimiter(DECODE_THREADS)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageError(ValueError):
@@ -54,6 +57,10 @@ def decodes_quickly(data: bytes) -> bool:
     """Whether the file is small and its header declares a small image (nothing is decoded)."""
     if len(data) > INLINE_DECODE_BYTES:
         return False
+    if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
+        # A PNG's first chunk declares its size: no need for Pillow's header parsing (~40 us).
+        width, height = struct.unpack(">II", data[16:24])
+        return width * height <= INLINE_DECODE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -93,7 +100,7 @@ def _open(data: bytes, max_side: int) -> Image.Image:
 
 def _to_greyscale(image: Image.Image) -> np.ndarray:
     """8-bit greyscale; transparent parts composited on white, 16-bit scaled down."""
-    image = ImageOps.exif_transpose(image) or image
+    ImageOps.exif_transpose(image, in_place=True)  # the image is ours: no copy
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         pixels = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
@@ -104,7 +111,9 @@ def _to_greyscale(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    if image.mode != "L":  # convert() to the same mode would only copy
+        image = image.convert("L")
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _has_light_background(grey: np.ndarray) -> bool:
