@@ -37,7 +37,7 @@ import orjson
 
 from app.config import Settings
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
-from app.inputs import MNIST_SIZE, ImageError, decode_digit
+from app.inputs import MNIST_SIZE, ImageError, decode_digit, decodes_quickly
 from app.registry import SIGNATURE, LoadedModel, TensorInfo
 
 PIXEL_MAX = 255.0
@@ -54,11 +54,18 @@ class PredictRequest:
     columnar: bool
 
 
-def parse_predict_request(body: bytes, model: LoadedModel, settings: Settings) -> PredictRequest:
+class SlowToDecode(Exception):
+    """An image too slow to decode on the event loop; see :func:`parse_predict_request`."""
+
+
+def parse_predict_request(
+    body: bytes, model: LoadedModel, settings: Settings, *, inline: bool = False
+) -> PredictRequest:
     """A TF Serving predict body -> the model's input batch; InvalidInput (400) when it cannot be.
 
     NotFound for a signature other than ``serving_default``; PayloadTooLarge for an image too
-    large to decode.
+    large to decode. ``inline``: the caller is on the event loop, and gets SlowToDecode for an
+    image that is slow to decode (a 2 KB PNG may declare 4096x4096 pixels), to parse in a thread.
     """
     payload = _load_json(body)
     if not isinstance(payload, dict):
@@ -111,7 +118,7 @@ def parse_predict_request(body: bytes, model: LoadedModel, settings: Settings) -
             f"{where} has {len(values)} instances; at most "
             f"MAX_INSTANCES={settings.max_instances} per request"
         )
-    return PredictRequest(_to_batch(values, spec, settings, where), columnar)
+    return PredictRequest(_to_batch(values, spec, settings, where, inline), columnar)
 
 
 def _load_json(body: bytes) -> Any:
@@ -170,7 +177,9 @@ def is_image_input(spec: TensorInfo) -> bool:
     return spec.dtype.startswith("float") and spec.shape == (None, MNIST_SIZE, MNIST_SIZE)
 
 
-def _to_batch(values: list[Any], spec: TensorInfo, settings: Settings, where: str) -> np.ndarray:
+def _to_batch(
+    values: list[Any], spec: TensorInfo, settings: Settings, where: str, inline: bool = False
+) -> np.ndarray:
     if not spec.shape:
         raise InvalidInput(f"the model's input {spec.name!r} has no batch dimension")
     if spec.shape[0] is not None and len(values) != spec.shape[0]:
@@ -183,7 +192,7 @@ def _to_batch(values: list[Any], spec: TensorInfo, settings: Settings, where: st
     if is_image_input(spec) and any(_is_b64(value) for value in values):
         return np.stack(
             [
-                _image(value, settings, f"{where}[{index}]")
+                _image(value, settings, f"{where}[{index}]", inline)
                 if _is_b64(value)
                 else _numeric(value, inner, spec, f"{where}[{index}]")
                 for index, value in enumerate(values)
@@ -262,8 +271,10 @@ def _b64decode(encoded: Any, where: str) -> bytes:
 # ---- Numbers and images
 
 
-def _image(value: dict[str, Any], settings: Settings, where: str) -> np.ndarray:
+def _image(value: dict[str, Any], settings: Settings, where: str, inline: bool) -> np.ndarray:
     data = _b64decode(value["b64"], where)
+    if inline and not decodes_quickly(data):
+        raise SlowToDecode(where)
     try:
         return decode_digit(data, settings.max_image_side)
     except ImageError as exc:

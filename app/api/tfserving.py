@@ -14,11 +14,11 @@ How the bodies map to any model's tensors, and where they differ from TF Serving
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import get_server, get_settings, require_api_key, unless_disconnected
 from app.api.tfserving_schemas import (
@@ -35,6 +35,7 @@ from app.registry import SIGNATURE, LoadedModel
 from app.responses import FastJSONResponse
 from app.serving import ModelServer
 from app.tfserving import (
+    SlowToDecode,
     is_image_input,
     output_json,
     parse_predict_request,
@@ -172,16 +173,17 @@ async def _predict(
 ) -> FastJSONResponse:
     servable = server.get(name, version)
     body = await request.body()
-    # Image inputs take {"b64": <file>}, which may be slow to decode however small the body:
-    # they are parsed in a thread, sharing the image decoders' limit.
-    if is_image_input(servable.model.input):
+    # Small bodies on the event loop, unless they hold an image that is slow to decode; others in
+    # a thread (for image inputs, sharing the image decoders' limit).
+    parsed = None
+    if len(body) <= INLINE_PARSE_BYTES:
+        with contextlib.suppress(SlowToDecode):
+            parsed = parse_predict_request(body, servable.model, settings, inline=True)
+    if parsed is None:
+        limiter = DECODE_LIMITER if is_image_input(servable.model.input) else None
         parsed = await anyio.to_thread.run_sync(
-            parse_predict_request, body, servable.model, settings, limiter=DECODE_LIMITER
+            parse_predict_request, body, servable.model, settings, limiter=limiter
         )
-    elif len(body) <= INLINE_PARSE_BYTES:
-        parsed = parse_predict_request(body, servable.model, settings)
-    else:
-        parsed = await run_in_threadpool(parse_predict_request, body, servable.model, settings)
     outputs = await unless_disconnected(request, servable.batcher.predict(parsed.inputs))
     values = output_json(outputs, servable.model.output)
     return FastJSONResponse({"outputs" if parsed.columnar else "predictions": values})
