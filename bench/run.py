@@ -1,8 +1,9 @@
 """``make bench``: does batching pay off? The whole matrix in one go, in a few minutes.
 
-1. The server (``python -m app`` on 127.0.0.1) with batching (the default settings), then
-   without (``MAX_BATCH_SIZE=1``); each driven at concurrency 1, 16 and 64 on the digits
-   upload and the sentiment endpoint, after a short warm-up.
+1. Two servers (``python -m app`` on 127.0.0.1), one with the default settings (batching),
+   one with ``MAX_BATCH_SIZE=1`` (no batching), both running; each point is measured on one
+   and right after on the other: digits uploads and sentiment reviews at concurrency 1, 16
+   and 64, a short warm-up then the measured window on the same connections.
 2. The load generator's own ceiling: ``GET /healthz`` at concurrency 16.
 3. The models' throughput in-process (no HTTP, no batcher), batch 1 and batch 64.
 
@@ -13,7 +14,9 @@ Settings the runs share (TF threads, ...) come from the environment, as the serv
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import platform
 import signal
@@ -152,7 +155,12 @@ def table(results: dict) -> str:
         f"{'endpoint':<10} {'server':<10} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} "
         f"{'p99 ms':>8} {'max ms':>8} {'errors':>6} {'mean batch':>10}",
     ]
-    for point in results["points"]:
+    order = {config: i for i, config in enumerate(CONFIGS)}
+    rows = sorted(
+        results["points"],
+        key=lambda p: (p["endpoint"], order.get(p["config"], 99), p["concurrency"]),
+    )
+    for point in rows:
         batch = point["batches"]["mean_batch_size"]
         lines.append(
             f"{point['endpoint']:<10} {point['config']:<10} {point['concurrency']:>4} "
@@ -175,9 +183,10 @@ def table(results: dict) -> str:
             f"{row['model']:<20} {row['batch_size']:>5} {row['ms_per_call']:>8.3f} "
             f"{row['instances_per_s']:>12.0f}"
         )
-    lines += ["", "batched / unbatched throughput:"]
-    for endpoint, concurrency, ratio in speedups(results):
-        lines.append(f"  {endpoint:<10} concurrency {concurrency:>3}: {ratio:.2f}x")
+    lines += ["", "targets:"]
+    for check in results["targets"]:
+        mark = "met    " if check["met"] else "MISSED "
+        lines.append(f"  {mark} {check['target']:<52} {check['value']}")
     return "\n".join(lines)
 
 
@@ -193,6 +202,51 @@ def speedups(results: dict) -> list[tuple[str, int, float]]:
                 (endpoint, concurrency, index[endpoint, config, concurrency]["rps"] / unbatched)
             )
     return out
+
+
+def targets(results: dict) -> list[dict]:
+    """The issue's targets, each with the figures and whether this run meets it."""
+    index = {(p["endpoint"], p["config"], p["concurrency"]): p for p in results["points"]}
+    checks = []
+    for endpoint in dict.fromkeys(p["endpoint"] for p in results["points"]):
+        for concurrency in (16, 64):
+            b, u = (
+                index.get((endpoint, "batched", concurrency)),
+                index.get((endpoint, "unbatched", concurrency)),
+            )
+            if b and u:
+                ratio = b["rps"] / u["rps"] if u["rps"] else math.inf
+                checks.append(
+                    {
+                        "target": f"{endpoint} c={concurrency}: batched >= 2x unbatched req/s",
+                        "value": f"{b['rps']:.0f} / {u['rps']:.0f} = {ratio:.2f}x",
+                        "met": ratio >= 2,
+                    }
+                )
+        b, u = index.get((endpoint, "batched", 1)), index.get((endpoint, "unbatched", 1))
+        if b and u:
+            diff = b["p50_ms"] - u["p50_ms"]
+            checks.append(
+                {
+                    "target": f"{endpoint} c=1: batched p50 within 0.5 ms of unbatched",
+                    "value": f"{b['p50_ms']:.2f} vs {u['p50_ms']:.2f} ms ({diff:+.2f})",
+                    "met": diff <= 0.5,
+                }
+            )
+        b = index.get((endpoint, "batched", 64))
+        if b:
+            checks.append(
+                {
+                    "target": f"{endpoint} c=64: batched p99 < 80 ms",
+                    "value": f"{b['p99_ms']:.1f} ms",
+                    "met": b["p99_ms"] < 80,
+                }
+            )
+    errors = sum(p["errors"] + p["warmup_errors"] for p in results["points"])
+    ceiling = results["client_ceiling"]
+    errors += ceiling.get("errors", 0) + ceiling.get("warmup_errors", 0)
+    checks.append({"target": "no errors", "value": str(errors), "met": errors == 0})
+    return checks
 
 
 def plot(results: dict, path: Path) -> None:
@@ -263,39 +317,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {len(p.bodies)} request bodies from {p.source}", flush=True)
 
     points: list[dict] = []
-    ceiling: dict = {}
-    for config in args.configs.split(","):
-        env = CONFIGS[config]
-        log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-server-{config}.log"
-        with Server(env, log_path) as server:
-            print(f"server {config} {env or '(defaults)'} on port {server.port}", flush=True)
-            if not ceiling:
-                healthz = [build_request("GET", "/healthz", HOST, server.port)]
-                assert server.process is not None
-                ceiling = run_load(
-                    HOST,
-                    server.port,
-                    healthz,
-                    16,
-                    args.duration,
-                    args.warmup,
-                    Probe(server_pid=server.process.pid),
-                ).as_dict()
-                ceiling.update({f"server_{k}": v for k, v in ceiling.pop("server").items()})
-                print(
-                    f"  healthz c=16: {ceiling['rps']:.0f} req/s, client "
-                    f"{ceiling['client_cpu_us_per_request']:.0f} us/request",
-                    flush=True,
-                )
-            for name, p in payloads.items():
-                requests = requests_for(p, server.port)
-                for concurrency in levels:
-                    point = measure_point(server, name, requests, concurrency, args)
+    configs = args.configs.split(",")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    with contextlib.ExitStack() as stack:
+        # Both servers up at once (an idle one costs no CPU), the points interleaved: each
+        # batched point is measured right next to its unbatched twin, under the same
+        # conditions on a machine whose load may drift during the run.
+        servers: dict[str, Server] = {}
+        for config in configs:
+            server = Server(CONFIGS[config], tmp / f"bench-server-{config}.log")
+            servers[config] = stack.enter_context(server)
+            print(f"server {config} {CONFIGS[config] or '(defaults)'} on port {server.port}")
+        first = servers[configs[0]]
+        assert first.process is not None
+        healthz = [build_request("GET", "/healthz", HOST, first.port)]
+        ceiling = run_load(
+            HOST,
+            first.port,
+            healthz,
+            16,
+            args.duration,
+            args.warmup,
+            Probe(server_pid=first.process.pid),
+        ).as_dict()
+        ceiling.update({f"server_{k}": v for k, v in ceiling.pop("server").items()})
+        print(
+            f"  healthz ({configs[0]}) c=16: {ceiling['rps']:.0f} req/s, client "
+            f"{ceiling['client_cpu_us_per_request']:.0f} us/request",
+            flush=True,
+        )
+        requests = {
+            (name, config): requests_for(p, servers[config].port)
+            for name, p in payloads.items()
+            for config in configs
+        }
+        for name, p in payloads.items():
+            for concurrency in levels:
+                for config in configs:
+                    server = servers[config]
+                    point = measure_point(server, name, requests[name, config], concurrency, args)
                     point.update(endpoint=name, config=config, source=p.source)
                     points.append(point)
                     print(
-                        f"  {name:<9} c={concurrency:<3} {point['rps']:8.1f} req/s  "
-                        f"p50 {point['p50_ms']:7.2f}  p99 {point['p99_ms']:7.2f} ms  "
+                        f"  {name:<9} {config:<9} c={concurrency:<3} {point['rps']:8.1f} req/s"
+                        f"  p50 {point['p50_ms']:7.2f}  p99 {point['p99_ms']:7.2f} ms  "
                         f"errors {point['errors']}  mean batch "
                         f"{point['batches']['mean_batch_size']}",
                         flush=True,
@@ -325,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         {"endpoint": e, "concurrency": c, "batched_over_unbatched": round(r, 2)}
         for e, c, r in speedups(results)
     ]
+    results["targets"] = targets(results)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.plot)
     print()
