@@ -33,6 +33,20 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HOST = "127.0.0.1"
 CONFIGS = {"batched": {}, "unbatched": {"MAX_BATCH_SIZE": "1"}}
+# No access log line per request: both servers run with LOG_LEVEL=warning unless it is set.
+LOG_LEVEL = "warning"
+SERVICE_SETTINGS = {
+    "WORKERS",
+    "LOG_LEVEL",
+    "DEVICE",
+    "TF_INTRA_OP_THREADS",
+    "TF_INTER_OP_THREADS",
+    "MAX_BATCH_SIZE",
+    "MAX_BATCH_DELAY_MS",
+    "MAX_QUEUE_SIZE",
+    "REQUEST_TIMEOUT_S",
+    "MODEL_DIR",
+}
 
 
 def free_port() -> int:
@@ -50,7 +64,7 @@ class Server:
             **os.environ,
             "HOST": HOST,
             "PORT": str(self.port),
-            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "warning"),
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", LOG_LEVEL),
             **env,
         }
         self.log_path = log_path
@@ -277,6 +291,7 @@ def plot(results: dict, path: Path) -> None:
         axes[1][col].set_title(f"{endpoint}: p99 latency")
         axes[1][col].set_ylabel("p99 latency (ms)")
         axes[1][col].set_yscale("log")
+        axes[1][col].axhline(80, color="grey", linestyle=":", label="target at 64: p99 < 80 ms")
         for row in (0, 1):
             ax = axes[row][col]
             ax.set_xscale("log", base=2)
@@ -365,17 +380,16 @@ def main(argv: list[str] | None = None) -> int:
                         f"{point['batches']['mean_batch_size']}",
                         flush=True,
                     )
+        servers_env = servers[configs[0]].env
     print("in-process model throughput ...", flush=True)
     raw = run_raw(args)
 
     results = {
         "command": "make bench",
         "machine": machine(),
-        "settings": {
-            k: os.environ[k]
-            for k in sorted(os.environ)
-            if k.startswith(("TF_", "MAX_BATCH", "WORKERS", "LOG_LEVEL"))
-        },
+        # The service's settings that the environment set for both servers (the rest are
+        # the defaults), then each configuration's own.
+        "settings": {k: servers_env[k] for k in sorted(servers_env) if k in SERVICE_SETTINGS},
         "configs": {k: v or "defaults" for k, v in CONFIGS.items()},
         "duration_s": args.duration,
         "warmup_s": args.warmup,
