@@ -202,20 +202,29 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 @dataclass
 class Probe:
-    """What to read from the server at the start and at the end of the measured window."""
+    """What to read from the server around a run.
+
+    CPU times are read (from /proc, not from the server) at the start and at the end of the
+    measured window. The batch-size histogram is read from /metrics before the first
+    connection opens and after the last answer: rendering /metrics takes the event loop
+    several milliseconds, which would show in the latencies of a window it fell into.
+    """
 
     model: str | None = None  # its model_batch_size histogram, from /metrics
     server_pid: int | None = None  # CPU time of this process, and of its event loop thread
 
-    async def read(self, host: str, port: int) -> dict:
+    def read_cpu(self) -> dict:
         found: dict = {"client_cpu_s": time.process_time()}
         if self.server_pid:
             found["cpu_s"] = process_cpu_seconds(self.server_pid)
             found["loop_cpu_s"] = process_cpu_seconds(self.server_pid, self.server_pid)
-        if self.model:
-            _, text = await fetch_async(host, port, "/metrics")
-            found["batch_histogram"] = parse_batch_histogram(text, self.model)
         return found
+
+    async def read_batches(self, host: str, port: int) -> dict[str, float] | None:
+        if not self.model:
+            return None
+        _, text = await fetch_async(host, port, "/metrics")
+        return parse_batch_histogram(text, self.model)
 
 
 async def _run(
@@ -229,18 +238,19 @@ async def _run(
     trace: list | None,
 ) -> LoadResult:
     loop = asyncio.get_running_loop()
+    batches_before = await probe.read_batches(host, port)
     started = time.perf_counter()
     window = _Window(started + warmup, started + warmup + duration, trace)
 
-    async def read_server_after(delay: float) -> dict:
+    async def read_cpu_after(delay: float) -> dict:
         await asyncio.sleep(delay)
-        return await probe.read(host, port)
+        return probe.read_cpu()
 
     # One window on the same connections as the warm-up: no reconnect, no burst of first
     # requests inside the window.
     readings = [
-        loop.create_task(read_server_after(warmup)),
-        loop.create_task(read_server_after(warmup + duration)),
+        loop.create_task(read_cpu_after(warmup)),
+        loop.create_task(read_cpu_after(warmup + duration)),
     ]
     step = max(1, len(requests) // max(concurrency, 1))
     connections: list[_Connection] = []
@@ -251,6 +261,7 @@ async def _run(
         connections.append(protocol)
     await asyncio.gather(*(c.done for c in connections))
     first, last = await asyncio.gather(*readings)
+    batches_after = await probe.read_batches(host, port)
 
     latencies = sorted(window.latencies)
     ms = [v * 1000 for v in latencies]
@@ -263,8 +274,9 @@ async def _run(
         server["cpu_pct"] = round(server_cpu / duration * 100, 1)
         server["cpu_us_per_request"] = round(server_cpu / max(completed, 1) * 1e6, 1)
         server["loop_cpu_us_per_request"] = round(loop_cpu / max(completed, 1) * 1e6, 1)
-    if "batch_histogram" in first:
-        server["batches"] = batch_distribution(first["batch_histogram"], last["batch_histogram"])
+    if batches_before is not None and batches_after is not None:
+        # The whole run, warm-up included: what the model got at this concurrency.
+        server["batches"] = batch_distribution(batches_before, batches_after)
     return LoadResult(
         concurrency=concurrency,
         requests=completed,
