@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -394,18 +395,30 @@ def _fmt(value: float) -> str:
 
 
 def process_cpu_seconds(pid: int, thread: int | None = None) -> float | None:
-    """User + system CPU seconds of a process (or one of its threads) so far.
+    """User + system CPU seconds of a process and its children so far, or of one thread.
 
-    Linux ``/proc`` only; None elsewhere. The main thread's id is the process id: that is
-    the server's event loop.
+    Linux ``/proc`` only; None elsewhere. Children count: with ``WORKERS`` > 1 the requests
+    are served by uvicorn's worker processes. The main thread's id is the process id: that
+    is the server's event loop.
     """
-    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        with open(path) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if thread is not None:
+            return _cpu_of(f"/proc/{pid}/task/{thread}/stat")
+        total = _cpu_of(f"/proc/{pid}/stat")
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+        for child in children:
+            with contextlib.suppress(OSError):
+                total += _cpu_of(f"/proc/{child}/stat")
+        return total
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _cpu_of(stat_path: str) -> float:
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- command line --------------------------------------------------------------------------
