@@ -25,7 +25,6 @@ from app.inputs import (
     decode_digit,
     decodes_quickly,
 )
-from app.multipart import simple_form_files
 from app.responses import FastJSONResponse
 from app.schemas import (
     DIGITS_REQUEST_BODY,
@@ -92,27 +91,15 @@ async def predict_digits(
         raise UnsupportedMediaType(
             f"send the images as multipart/form-data 'file' fields, not {content_type or 'no content type'}"
         )
-    # Plain bodies (only 'file' parts, as clients send them) are split directly; any other
-    # form goes through Starlette's parser, with its errors.
-    files = simple_form_files(await request.body(), content_type, "file", settings.max_instances)
-    if files is not None:
+    async with request.form(
+        max_files=settings.max_instances, max_fields=settings.max_instances, max_part_size=64 * 1024
+    ) as form:
+        uploads = form.getlist("file")
+        if not uploads:
+            raise Unprocessable("the form has no 'file' field; send each image as 'file'")
         images = [
-            await _decode_file(filename, data, index, settings)
-            for index, (filename, data) in enumerate(files)
+            await _decode_upload(upload, index, settings) for index, upload in enumerate(uploads)
         ]
-    else:
-        async with request.form(
-            max_files=settings.max_instances,
-            max_fields=settings.max_instances,
-            max_part_size=64 * 1024,
-        ) as form:
-            uploads = form.getlist("file")
-            if not uploads:
-                raise Unprocessable("the form has no 'file' field; send each image as 'file'")
-            images = [
-                await _decode_upload(upload, index, settings)
-                for index, upload in enumerate(uploads)
-            ]
     model, probabilities = await unless_disconnected(
         request, server.predict("digits", np.stack(images))
     )
@@ -128,12 +115,7 @@ async def predict_digits(
 async def _decode_upload(upload: object, index: int, settings: Settings) -> np.ndarray:
     if not isinstance(upload, UploadFile):
         raise InvalidInput(f"'file' field {index} is text, not a file upload")
-    return await _decode_file(upload.filename, await upload.read(), index, settings)
-
-
-async def _decode_file(
-    filename: str | None, data: bytes, index: int, settings: Settings
-) -> np.ndarray:
+    data = await upload.read()
     try:
         # Small images on the event loop; others in a thread, so that the loop keeps serving.
         if decodes_quickly(data):
@@ -142,7 +124,7 @@ async def _decode_file(
             decode_digit, data, settings.max_image_side, limiter=DECODE_LIMITER
         )
     except ImageError as exc:
-        name = filename or f"file {index}"
+        name = upload.filename or f"file {index}"
         if exc.too_large:
             raise PayloadTooLarge(f"{name}: {exc}") from exc
         raise InvalidInput(f"{name}: {exc}") from exc
