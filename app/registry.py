@@ -128,10 +128,8 @@ class LoadedModel:
 
 def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: int) -> str:
     """Apply thread and GPU settings (before any TF op runs) and pick the device to use."""
-    if intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
-    if inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    _set_threads("intra", intra_op_threads)
+    _set_threads("inter", inter_op_threads)
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         # RuntimeError: already initialised in this process, where growth was set before.
@@ -145,6 +143,26 @@ def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: i
     if device == "cpu" or not gpus:
         return "/CPU:0"
     return "/GPU:0"
+
+
+def _set_threads(kind: str, threads: int) -> None:
+    """Set TF's intra- or inter-op pool size; 0 leaves TF's choice.
+
+    TF fixes the pools when it first runs an op. Where something else in this process used TF
+    before the app started (tests, a notebook), the pools stay as they are, with a warning.
+    """
+    get = getattr(tf.config.threading, f"get_{kind}_op_parallelism_threads")
+    set_ = getattr(tf.config.threading, f"set_{kind}_op_parallelism_threads")
+    if not threads or get() == threads:
+        return
+    try:
+        set_(threads)
+    except RuntimeError:
+        logger.warning(
+            "TensorFlow is already initialised in this process: keeping its %s-op threads (%d)",
+            kind,
+            get(),
+        )
 
 
 def discover(model_dir: Path) -> dict[str, dict[int, Path]]:
