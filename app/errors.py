@@ -134,8 +134,10 @@ async def _batcher_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(request, 400, "invalid_json", "the request body is not valid JSON")
+    if invalid := next((e for e in errors if e.get("type") == "json_invalid"), None):
+        reason = (invalid.get("ctx") or {}).get("error")
+        message = "the request body is not valid JSON" + (f": {reason}" if reason else "")
+        return error_response(request, 400, "invalid_json", message)
     details = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
         for e in errors[:5]

@@ -83,8 +83,7 @@ def _open(data: bytes, max_side: int) -> Image.Image:
                     f"the image is {width}x{height}; at most {max_side}x{max_side} is accepted",
                     too_large=True,
                 )
-            image.seek(0)  # first frame of an animation
-            image.load()
+            image.load()  # the first frame of an animation: Pillow opens there
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -118,8 +117,11 @@ def _to_greyscale(image: Image.Image) -> np.ndarray:
 
 def _has_light_background(grey: np.ndarray) -> bool:
     """Most border pixels light: a dark digit on paper, to be inverted to MNIST's polarity."""
-    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
-    return bool(np.mean(border > 127) > 0.5)
+    light = grey > 127
+    height, width = light.shape
+    border = 2 * (height + width) - 4 if height > 1 and width > 1 else height * width
+    light_on_border = np.count_nonzero(light) - np.count_nonzero(light[1:-1, 1:-1])
+    return 2 * light_on_border > border
 
 
 def _center_like_mnist(grey: np.ndarray) -> np.ndarray:

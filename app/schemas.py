@@ -75,6 +75,12 @@ class DigitsResponse(BaseModel):
     predictions: list[DigitPrediction]
 
 
+# The sentiment route parses its body itself (pydantic's JSON parser): its schema, for the docs.
+SENTIMENT_REQUEST_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": SentimentRequest.model_json_schema()}},
+}
+
 DIGITS_REQUEST_BODY = {
     "required": True,
     "content": {

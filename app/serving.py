@@ -47,6 +47,7 @@ class ModelServer:
             }
             for name, versions in models.items()
         }
+        self.settings = settings
         self.ready = False
 
     @classmethod

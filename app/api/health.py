@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.deps import require_api_key
+from app.api.deps import check_api_key
 from app.metrics import render
 from app.responses import FastJSONResponse
 from app.schemas import Health, Readiness
@@ -41,6 +41,6 @@ async def readyz(request: Request) -> FastJSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus text format: requests, latency, batch sizes, queue depth, model call time."""
     if not request.app.state.settings.metrics_public:
-        await require_api_key(request)
+        check_api_key(request)
     body, content_type = render()
     return Response(body, media_type=content_type)

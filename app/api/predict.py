@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import anyio
 import numpy as np
-from fastapi import APIRouter, Depends, Request
-from starlette.datastructures import UploadFile
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
-from app.api.deps import (
-    get_server,
-    get_settings,
-    require_api_key,
-    require_json,
-    unless_disconnected,
-)
+from app.api.deps import AuthorizedServer, check_json, unless_disconnected
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from app.inputs import (
@@ -28,6 +21,7 @@ from app.inputs import (
 from app.responses import FastJSONResponse
 from app.schemas import (
     DIGITS_REQUEST_BODY,
+    SENTIMENT_REQUEST_BODY,
     DigitsResponse,
     ModelInfo,
     ModelList,
@@ -35,24 +29,33 @@ from app.schemas import (
     SentimentResponse,
     error_responses,
 )
-from app.serving import ModelServer
+from app.uploads import FormError, FormPart, read_form
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
-ServerDep = Annotated[ModelServer, Depends(get_server)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+router = APIRouter(prefix="/v1")
+
+MAX_FIELD_BYTES = 64 * 1024  # a text field beside the images: a note, a label
 
 
 @router.post(
     "/sentiment/predict",
     response_model=SentimentResponse,
-    responses=error_responses(400, 401, 413, 422, 503, 504, 500),
+    responses=error_responses(400, 401, 413, 415, 422, 503, 504, 500),
+    openapi_extra={"requestBody": SENTIMENT_REQUEST_BODY},
     summary="Sentiment of movie reviews",
-    dependencies=[Depends(require_json)],
 )
-async def predict_sentiment(
-    request: Request, body: SentimentRequest, server: ServerDep, settings: SettingsDep
-) -> FastJSONResponse:
-    """Probability that each review is positive, and the label it implies (score >= 0.5)."""
+async def predict_sentiment(request: Request, server: AuthorizedServer) -> FastJSONResponse:
+    """Probability that each review is positive, and the label it implies (score >= 0.5).
+
+    The body is parsed and validated in one step by pydantic's JSON parser, about three times
+    faster than FastAPI's ``json.loads`` then validation.
+    """
+    check_json(request)
+    try:
+        body = SentimentRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=True, include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+    settings = server.settings
     if len(body.reviews) > settings.max_instances:
         raise Unprocessable(
             f"{len(body.reviews)} reviews; at most MAX_INSTANCES={settings.max_instances} per request"
@@ -78,44 +81,50 @@ async def predict_sentiment(
     openapi_extra={"requestBody": DIGITS_REQUEST_BODY},
     summary="Digits in uploaded images",
 )
-async def predict_digits(
-    request: Request, server: ServerDep, settings: SettingsDep
-) -> FastJSONResponse:
+async def predict_digits(request: Request, server: AuthorizedServer) -> FastJSONResponse:
     """Upload images as ``file`` fields of a multipart form, one digit each.
 
     Any format Pillow decodes; 28x28 images are used as they are, others are scaled and
     centred as MNIST was made; dark-on-light drawings are inverted first.
     """
+    settings = server.settings
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise UnsupportedMediaType(
             f"send the images as multipart/form-data 'file' fields, not {content_type or 'no content type'}"
         )
-    async with request.form(
-        max_files=settings.max_instances, max_fields=settings.max_instances, max_part_size=64 * 1024
-    ) as form:
-        uploads = form.getlist("file")
-        if not uploads:
-            raise Unprocessable("the form has no 'file' field; send each image as 'file'")
-        images = [
-            await _decode_upload(upload, index, settings) for index, upload in enumerate(uploads)
-        ]
+    try:
+        parts = await read_form(
+            content_type,
+            request.stream(),
+            max_files=settings.max_instances,
+            max_fields=settings.max_instances,
+            max_field_bytes=MAX_FIELD_BYTES,
+        )
+    except FormError as exc:
+        raise InvalidInput(str(exc)) from exc
+    uploads = [part for part in parts if part.name == "file"]
+    if not uploads:
+        raise Unprocessable("the form has no 'file' field; send each image as 'file'")
+    images = [await _decode_upload(upload, index, settings) for index, upload in enumerate(uploads)]
     model, probabilities = await unless_disconnected(
         request, server.predict("digits", np.stack(images))
     )
     predictions = [
-        {"digit": int(np.argmax(row)), "probabilities": row}
-        for row in probabilities.astype(float).tolist()
+        {"digit": digit, "probabilities": row}
+        for digit, row in zip(
+            probabilities.argmax(axis=1).tolist(), probabilities.astype(float).tolist(), strict=True
+        )
     ]
     return FastJSONResponse(
         {"model": model.name, "version": model.version, "predictions": predictions}
     )
 
 
-async def _decode_upload(upload: object, index: int, settings: Settings) -> np.ndarray:
-    if not isinstance(upload, UploadFile):
+async def _decode_upload(upload: FormPart, index: int, settings: Settings) -> np.ndarray:
+    if upload.filename is None:
         raise InvalidInput(f"'file' field {index} is text, not a file upload")
-    data = await upload.read()
+    data = upload.data
     try:
         # Small images on the event loop; others in a thread, so that the loop keeps serving.
         if decodes_quickly(data):
@@ -131,7 +140,7 @@ async def _decode_upload(upload: object, index: int, settings: Settings) -> np.n
 
 
 @router.get("/models", response_model=ModelList, summary="The models served")
-async def list_models(server: ServerDep) -> ModelList:
+async def list_models(server: AuthorizedServer) -> ModelList:
     """Every model with its served (highest) version, device and signature."""
     infos = []
     for name, versions in server.servables.items():

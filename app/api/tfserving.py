@@ -15,12 +15,11 @@ How the bodies map to any model's tensors, and where they differ from TF Serving
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from app.api.deps import get_server, get_settings, require_api_key, unless_disconnected
+from app.api.deps import AuthorizedServer, unless_disconnected
 from app.api.tfserving_schemas import (
     PREDICT_REQUEST_BODY,
     PREDICT_RESPONSES,
@@ -28,7 +27,6 @@ from app.api.tfserving_schemas import (
     ModelStatusResponse,
     error_responses,
 )
-from app.config import Settings
 from app.errors import NotFound
 from app.inputs import DECODE_LIMITER
 from app.registry import SIGNATURE, LoadedModel
@@ -42,13 +40,7 @@ from app.tfserving import (
     signature_def_json,
 )
 
-router = APIRouter(
-    prefix="/v1/models",
-    dependencies=[Depends(require_api_key)],
-    tags=["TensorFlow Serving API"],
-)
-ServerDep = Annotated[ModelServer, Depends(get_server)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+router = APIRouter(prefix="/v1/models", tags=["TensorFlow Serving API"])
 
 # Bodies this small are parsed on the event loop; larger ones (many instances, images) in a
 # thread, so that the loop keeps serving meanwhile.
@@ -65,7 +57,7 @@ MAX_VERSION_DIGITS = 18  # fits an int64, as TF Serving's versions do
     responses=error_responses(401, 404, 503),
     summary="Model status (every version)",
 )
-async def model_status(name: str, server: ServerDep) -> FastJSONResponse:
+async def model_status(name: str, server: AuthorizedServer) -> FastJSONResponse:
     """TF Serving's model status API: the state of every version of the model."""
     server.get(name)  # NotFound, naming the served models, for an unknown name
     return _status(sorted(server.servables[name], reverse=True))
@@ -77,7 +69,9 @@ async def model_status(name: str, server: ServerDep) -> FastJSONResponse:
     responses=error_responses(401, 404, 503),
     summary="Model status (one version)",
 )
-async def model_version_status(name: str, version: str, server: ServerDep) -> FastJSONResponse:
+async def model_version_status(
+    name: str, version: str, server: AuthorizedServer
+) -> FastJSONResponse:
     """TF Serving's model status API for one version."""
     model = server.get(name, _parse_version(version)).model
     return _status([model.version])
@@ -89,7 +83,7 @@ async def model_version_status(name: str, version: str, server: ServerDep) -> Fa
     responses=error_responses(401, 404, 503),
     summary="Model metadata (latest version)",
 )
-async def model_metadata(name: str, server: ServerDep) -> FastJSONResponse:
+async def model_metadata(name: str, server: AuthorizedServer) -> FastJSONResponse:
     """TF Serving's model metadata API: the ``serving_default`` signature of the latest version."""
     return _metadata(server.get(name).model)
 
@@ -100,7 +94,9 @@ async def model_metadata(name: str, server: ServerDep) -> FastJSONResponse:
     responses=error_responses(401, 404, 503),
     summary="Model metadata (one version)",
 )
-async def model_version_metadata(name: str, version: str, server: ServerDep) -> FastJSONResponse:
+async def model_version_metadata(
+    name: str, version: str, server: AuthorizedServer
+) -> FastJSONResponse:
     """TF Serving's model metadata API for one version."""
     return _metadata(server.get(name, _parse_version(version)).model)
 
@@ -144,15 +140,13 @@ def _metadata(model: LoadedModel) -> FastJSONResponse:
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (latest version)",
 )
-async def predict(
-    name: str, request: Request, server: ServerDep, settings: SettingsDep
-) -> FastJSONResponse:
+async def predict(name: str, request: Request, server: AuthorizedServer) -> FastJSONResponse:
     """TF Serving's predict API: ``instances`` -> ``predictions``, ``inputs`` -> ``outputs``.
 
     Sentiment instances are review texts; digits instances are 28x28 (or 28x28x1) lists of
     pixel values 0-255 (0 = background) or ``{"b64": "<base64 of an image file>"}``.
     """
-    return await _predict(request, server, settings, name, None)
+    return await _predict(request, server, name, None)
 
 
 @router.post(
@@ -162,16 +156,17 @@ async def predict(
     summary="Predict (one version)",
 )
 async def predict_version(
-    name: str, version: str, request: Request, server: ServerDep, settings: SettingsDep
+    name: str, version: str, request: Request, server: AuthorizedServer
 ) -> FastJSONResponse:
     """TF Serving's predict API on one version of the model."""
-    return await _predict(request, server, settings, name, _parse_version(version))
+    return await _predict(request, server, name, _parse_version(version))
 
 
 async def _predict(
-    request: Request, server: ModelServer, settings: Settings, name: str, version: int | None
+    request: Request, server: ModelServer, name: str, version: int | None
 ) -> FastJSONResponse:
     servable = server.get(name, version)
+    settings = server.settings
     body = await request.body()
     # Small bodies on the event loop, unless they hold an image that is slow to decode; others in
     # a thread (for image inputs, sharing the image decoders' limit).

@@ -99,7 +99,10 @@ def test_health_readiness_metrics_and_docs(client: TestClient) -> None:
     assert "/v1/sentiment/predict" in spec["paths"]
     digits_body = spec["paths"]["/v1/digits/predict"]["post"]["requestBody"]
     assert "multipart/form-data" in digits_body["content"]
-    assert spec["components"]["schemas"]["SentimentRequest"]["examples"]
+    sentiment_body = spec["paths"]["/v1/sentiment/predict"]["post"]["requestBody"]
+    sentiment_schema = sentiment_body["content"]["application/json"]["schema"]
+    assert sentiment_schema["required"] == ["reviews"]
+    assert sentiment_schema["examples"]
     assert client.get("/docs").status_code == 200
 
 
