@@ -68,9 +68,22 @@ class ModelMetrics:
         (self._ok if ok else self._failed).observe(seconds)
 
 
+# Each request's children, found once: .labels() builds and locks a key every call.
+_request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(endpoint, method, str(status)).inc()
-    REQUEST_LATENCY.labels(endpoint).observe(seconds)
+    key = (endpoint, method, status)
+    children = _request_children.get(key)
+    if children is None:
+        children = (
+            REQUESTS.labels(endpoint, method, str(status)),
+            REQUEST_LATENCY.labels(endpoint),
+        )
+        _request_children[key] = children
+    count, latency = children
+    count.inc()
+    latency.observe(seconds)
 
 
 def render() -> tuple[bytes, str]:
