@@ -77,6 +77,27 @@ def test_api_keys_guard_predict_and_model_endpoints(
                 assert response.status_code == 200, response.text
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        ("/v1/sentiment/predict", b'{"reviews": [', "application/json"),
+        ("/v1/digits/predict", b"--b\r\nnot a form", "multipart/form-data; boundary=b"),
+        ("/v1/models/sentiment:predict", b'{"instances": [', "application/json"),
+    ],
+)
+def test_the_api_key_is_checked_before_the_body_is_read(
+    busy_server: Server, path: str, body: bytes, content_type: str
+) -> None:
+    """A caller without a key learns nothing from how the body would have been parsed."""
+    response = httpx.post(
+        f"{busy_server.url}{path}", content=body, headers={"content-type": content_type}
+    )
+    assert response.status_code == 401, response.text
+    auth = {"content-type": content_type, **_headers(f"Bearer {API_KEYS[0]}")}
+    response = httpx.post(f"{busy_server.url}{path}", content=body, headers=auth)
+    assert response.status_code == 400, response.text
+
+
 def test_health_stays_open_and_metrics_follow_metrics_public(
     busy_server: Server, faulty_server: Server, server: Server
 ) -> None:
