@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from app.api.deps import AuthorizedServer, check_json, unless_disconnected
+from app.api.deps import authorized_server, check_json, unless_disconnected
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from app.inputs import (
@@ -43,12 +43,13 @@ MAX_FIELD_BYTES = 64 * 1024  # a text field beside the images: a note, a label
     openapi_extra={"requestBody": SENTIMENT_REQUEST_BODY},
     summary="Sentiment of movie reviews",
 )
-async def predict_sentiment(request: Request, server: AuthorizedServer) -> FastJSONResponse:
+async def predict_sentiment(request: Request) -> FastJSONResponse:
     """Probability that each review is positive, and the label it implies (score >= 0.5).
 
     The body is parsed and validated in one step by pydantic's JSON parser, about three times
     faster than FastAPI's ``json.loads`` then validation.
     """
+    server = authorized_server(request)
     check_json(request)
     try:
         body = SentimentRequest.model_validate_json(await request.body())
@@ -81,12 +82,13 @@ async def predict_sentiment(request: Request, server: AuthorizedServer) -> FastJ
     openapi_extra={"requestBody": DIGITS_REQUEST_BODY},
     summary="Digits in uploaded images",
 )
-async def predict_digits(request: Request, server: AuthorizedServer) -> FastJSONResponse:
+async def predict_digits(request: Request) -> FastJSONResponse:
     """Upload images as ``file`` fields of a multipart form, one digit each.
 
     Any format Pillow decodes; 28x28 images are used as they are, others are scaled and
     centred as MNIST was made; dark-on-light drawings are inverted first.
     """
+    server = authorized_server(request)
     settings = server.settings
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
@@ -140,8 +142,9 @@ async def _decode_upload(upload: FormPart, index: int, settings: Settings) -> np
 
 
 @router.get("/models", response_model=ModelList, summary="The models served")
-async def list_models(server: AuthorizedServer) -> ModelList:
+async def list_models(request: Request) -> ModelList:
     """Every model with its served (highest) version, device and signature."""
+    server = authorized_server(request)
     infos = []
     for name, versions in server.servables.items():
         model = server.get(name).model

@@ -19,7 +19,7 @@ import contextlib
 import anyio
 from fastapi import APIRouter, Request
 
-from app.api.deps import AuthorizedServer, unless_disconnected
+from app.api.deps import authorized_server, unless_disconnected
 from app.api.tfserving_schemas import (
     PREDICT_REQUEST_BODY,
     PREDICT_RESPONSES,
@@ -57,8 +57,9 @@ MAX_VERSION_DIGITS = 18  # fits an int64, as TF Serving's versions do
     responses=error_responses(401, 404, 503),
     summary="Model status (every version)",
 )
-async def model_status(name: str, server: AuthorizedServer) -> FastJSONResponse:
+async def model_status(name: str, request: Request) -> FastJSONResponse:
     """TF Serving's model status API: the state of every version of the model."""
+    server = authorized_server(request)
     server.get(name)  # NotFound, naming the served models, for an unknown name
     return _status(sorted(server.servables[name], reverse=True))
 
@@ -69,10 +70,9 @@ async def model_status(name: str, server: AuthorizedServer) -> FastJSONResponse:
     responses=error_responses(401, 404, 503),
     summary="Model status (one version)",
 )
-async def model_version_status(
-    name: str, version: str, server: AuthorizedServer
-) -> FastJSONResponse:
+async def model_version_status(name: str, version: str, request: Request) -> FastJSONResponse:
     """TF Serving's model status API for one version."""
+    server = authorized_server(request)
     model = server.get(name, _parse_version(version)).model
     return _status([model.version])
 
@@ -83,8 +83,9 @@ async def model_version_status(
     responses=error_responses(401, 404, 503),
     summary="Model metadata (latest version)",
 )
-async def model_metadata(name: str, server: AuthorizedServer) -> FastJSONResponse:
+async def model_metadata(name: str, request: Request) -> FastJSONResponse:
     """TF Serving's model metadata API: the ``serving_default`` signature of the latest version."""
+    server = authorized_server(request)
     return _metadata(server.get(name).model)
 
 
@@ -94,10 +95,9 @@ async def model_metadata(name: str, server: AuthorizedServer) -> FastJSONRespons
     responses=error_responses(401, 404, 503),
     summary="Model metadata (one version)",
 )
-async def model_version_metadata(
-    name: str, version: str, server: AuthorizedServer
-) -> FastJSONResponse:
+async def model_version_metadata(name: str, version: str, request: Request) -> FastJSONResponse:
     """TF Serving's model metadata API for one version."""
+    server = authorized_server(request)
     return _metadata(server.get(name, _parse_version(version)).model)
 
 
@@ -140,13 +140,13 @@ def _metadata(model: LoadedModel) -> FastJSONResponse:
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (latest version)",
 )
-async def predict(name: str, request: Request, server: AuthorizedServer) -> FastJSONResponse:
+async def predict(name: str, request: Request) -> FastJSONResponse:
     """TF Serving's predict API: ``instances`` -> ``predictions``, ``inputs`` -> ``outputs``.
 
     Sentiment instances are review texts; digits instances are 28x28 (or 28x28x1) lists of
     pixel values 0-255 (0 = background) or ``{"b64": "<base64 of an image file>"}``.
     """
-    return await _predict(request, server, name, None)
+    return await _predict(request, authorized_server(request), name, None)
 
 
 @router.post(
@@ -155,11 +155,9 @@ async def predict(name: str, request: Request, server: AuthorizedServer) -> Fast
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (one version)",
 )
-async def predict_version(
-    name: str, version: str, request: Request, server: AuthorizedServer
-) -> FastJSONResponse:
+async def predict_version(name: str, version: str, request: Request) -> FastJSONResponse:
     """TF Serving's predict API on one version of the model."""
-    return await _predict(request, server, name, _parse_version(version))
+    return await _predict(request, authorized_server(request), name, _parse_version(version))
 
 
 async def _predict(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import re
 import socket
 import time
 
@@ -35,6 +36,7 @@ PROTECTED = [
     ("GET", "/v1/models/sentiment", {}),
     ("GET", "/v1/models/sentiment/versions/1", {}),
     ("GET", "/v1/models/digits/metadata", {}),
+    ("GET", "/v1/models/digits/versions/1/metadata", {}),
     ("POST", "/v1/models/sentiment:predict", {"json": {"instances": ["great"]}}),
     ("POST", "/v1/models/digits/versions/1:predict", {"json": {"instances": [[[0] * 28] * 28]}}),
 ]
@@ -75,6 +77,27 @@ def test_api_keys_guard_predict_and_model_endpoints(
                     method, path, headers=_headers(f"{scheme} {key}"), **kwargs
                 )
                 assert response.status_code == 200, response.text
+
+
+def test_every_v1_route_is_in_the_api_key_test() -> None:
+    """Routes call authorized_server() themselves: a new one must join PROTECTED above."""
+    from app.config import Settings
+    from app.main import create_app
+
+    spec = create_app(Settings()).openapi()
+    routes = {
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        if path.startswith("/v1/")
+        for method in operations
+    }
+    covered = set()
+    for method, concrete, _ in PROTECTED:
+        for route_method, template in routes:
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/:]+", re.escape(template))
+            if route_method == method and re.fullmatch(pattern, concrete):
+                covered.add((route_method, template))
+    assert routes - covered == set()
 
 
 @pytest.mark.parametrize(
