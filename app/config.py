@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     )
     metrics_public: bool = Field(True, description="false: /metrics needs an API key too")
 
+    # Observability
+    opentelemetry: bool = Field(
+        False, description="FastAPI's OpenTelemetry spans and metrics, for a configured SDK"
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

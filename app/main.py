@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from app import metrics
 from app.api import health, predict, tfserving
@@ -32,6 +33,9 @@ Predictions from two Keras models, with concurrent requests batched into single 
 
 Errors are JSON: `{"error": {"code": "...", "message": "..."}}`, each with an `X-Request-ID`.
 """
+
+
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
+        # Off unless asked for: even with no SDK configured, FastAPI looks the providers up on
+        # every request (~8 us, 1-3% of the event loop's time under load).
+        telemetry=None if settings.opentelemetry else NO_TELEMETRY,
     )
     app.state.settings = settings
     app.state.server = None

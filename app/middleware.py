@@ -6,9 +6,9 @@ and never buffers bodies.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -104,7 +104,7 @@ def _request_id(scope: Scope) -> str:
             candidate = value.decode("latin-1")
             if _CLIENT_ID.fullmatch(candidate):
                 return candidate
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, at a fifth of the cost
 
 
 def _content_length(scope: Scope) -> int | None:
