@@ -99,7 +99,10 @@ def _open(data: bytes, max_side: int) -> Image.Image:
 
 def _to_greyscale(image: Image.Image) -> np.ndarray:
     """8-bit greyscale; transparent parts composited on white, 16-bit scaled down."""
-    ImageOps.exif_transpose(image, in_place=True)  # the image is ours: no copy
+    # A PNG turns only by an eXIf chunk; looking for an orientation costs more than the decode
+    # of a 28x28 image, so plain PNGs skip it.
+    if image.format != "PNG" or "exif" in image.info:
+        ImageOps.exif_transpose(image, in_place=True)  # the image is ours: no copy
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         pixels = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0

@@ -80,9 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.server = None
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
     install_error_handlers(app)
-    app.include_router(health.router)
+    # Routes are matched in order: the busiest first.
     app.include_router(predict.router)
     app.include_router(tfserving.router)
+    app.include_router(health.router)
     return app
 
 

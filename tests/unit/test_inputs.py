@@ -121,3 +121,17 @@ def test_review_checks() -> None:
     assert check_reviews(["good", "bad film 😀\x01"], 100) is None
     assert "reviews[1] is empty" in check_reviews(["ok", " \n\t"], 100)
     assert "at most 5" in check_reviews(["123456"], 5)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_exif_orientation_is_applied(fmt: str) -> None:
+    """A photo taken sideways says so in its EXIF orientation; the digit is turned upright."""
+    pixels = stroke()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored picture must turn 90 degrees clockwise
+    sideways = Image.fromarray(np.rot90(pixels))  # stored turned a quarter anticlockwise
+    lossless = {"JPEG": {"quality": 100}, "WEBP": {"lossless": True}}.get(fmt, {})
+    out = decode_digit(encode(sideways, fmt, exif=exif, **lossless))
+    without_exif = decode_digit(encode(sideways, fmt, **lossless))
+    assert np.abs(out - pixels).mean() < 8
+    assert np.abs(without_exif - pixels).mean() > 20
