@@ -1,9 +1,12 @@
 """``make bench``: does batching pay off? The whole matrix in one go, in a few minutes.
 
 1. Two servers (``python -m app`` on 127.0.0.1), one with the default settings (batching),
-   one with ``MAX_BATCH_SIZE=1`` (no batching), both running; each point is measured on one
-   and right after on the other: digits uploads and sentiment reviews at concurrency 1, 16
-   and 64, a short warm-up then the measured window on the same connections.
+   one with ``MAX_BATCH_SIZE=1`` (no batching), both running: digits uploads and sentiment
+   reviews at concurrency 1, 16 and 64. Each point is measured in rounds (3 by default) that
+   alternate with its twin on the other server (A B, B A, A B), each a short warm-up then a
+   window on the same connections; the table gives the median round. On a shared VM whose
+   speed drifts by 20-30% within minutes, one window each was not enough to compare two
+   servers.
 2. The load generator's own ceiling: ``GET /healthz`` at concurrency 16.
 3. The models' throughput in-process (no HTTP, no batcher), batch 1 and batch 64.
 
@@ -21,6 +24,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -132,6 +136,32 @@ def measure_point(
     return result
 
 
+def median_round(rounds: list[dict]) -> dict:
+    """One point from its rounds: the median of each figure; errors, requests and batches
+    summed; every round's req/s kept (``rounds_rps``) to show the spread."""
+    merged = dict(rounds[0])
+    for key, value in rounds[0].items():
+        if key != "concurrency" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = statistics.median(r[key] for r in rounds if r.get(key) is not None)
+    for key in ("requests", "errors", "warmup_errors"):
+        merged[key] = sum(r[key] for r in rounds)
+    merged["seconds"] = sum(r["seconds"] for r in rounds)
+    merged["rounds_rps"] = [r["rps"] for r in rounds]
+    calls: dict[str, int] = {}
+    for r in rounds:
+        for size, count in r["batches"].get("calls_by_batch_size", {}).items():
+            calls[size] = calls.get(size, 0) + count
+    model_calls = sum(r["batches"].get("model_calls") or 0 for r in rounds)
+    instances = sum(r["batches"].get("instances") or 0 for r in rounds)
+    merged["batches"] = {
+        "model_calls": model_calls,
+        "instances": instances,
+        "mean_batch_size": round(instances / model_calls, 2) if model_calls else None,
+        "calls_by_batch_size": calls,
+    }
+    return merged
+
+
 def run_raw(args) -> list[dict]:
     command = [sys.executable, "-m", "bench.raw", "--seconds", str(args.raw_seconds)]
     if args.data_dir:
@@ -239,10 +269,17 @@ def targets(results: dict) -> list[dict]:
                 u = index.get((endpoint, unbatched, concurrency))
                 if b and u:
                     ratio = b["rps"] / u["rps"] if u["rps"] else math.inf
+                    value = f"{b['rps']:.0f} / {u['rps']:.0f} = {ratio:.2f}x"
+                    pairs_rps = list(
+                        zip(b.get("rounds_rps", []), u.get("rounds_rps", []), strict=True)
+                    )
+                    if len(pairs_rps) > 1:
+                        each = [x / y for x, y in pairs_rps if y]
+                        value += f" (rounds {min(each):.2f}-{max(each):.2f}x)"
                     checks.append(
                         {
                             "target": f"{endpoint} c={concurrency}: batched >= 2x unbatched{tag}",
-                            "value": f"{b['rps']:.0f} / {u['rps']:.0f} = {ratio:.2f}x",
+                            "value": value,
                             "met": ratio >= 2,
                         }
                     )
@@ -329,8 +366,9 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured point")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each point")
+    parser.add_argument("--rounds", type=int, default=3, help="windows per point and server")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per window")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each window")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--endpoints", default="digits,sentiment")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"of {', '.join(CONFIGS)}")
@@ -385,13 +423,21 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, p in payloads.items():
             for concurrency in levels:
+                rounds: dict[str, list[dict]] = {config: [] for config in configs}
+                for round_ in range(args.rounds):
+                    for config in configs if round_ % 2 == 0 else configs[::-1]:
+                        rounds[config].append(
+                            measure_point(
+                                servers[config], name, requests[name, config], concurrency, args
+                            )
+                        )
                 for config in configs:
-                    server = servers[config]
-                    point = measure_point(server, name, requests[name, config], concurrency, args)
+                    point = median_round(rounds[config])
                     point.update(endpoint=name, config=config, source=p.source)
                     points.append(point)
                     print(
                         f"  {name:<9} {config:<9} c={concurrency:<3} {point['rps']:8.1f} req/s"
+                        f" (rounds {', '.join(f'{r:.0f}' for r in point['rounds_rps'])})"
                         f"  p50 {point['p50_ms']:7.2f}  p99 {point['p99_ms']:7.2f} ms  "
                         f"errors {point['errors']}  mean batch "
                         f"{point['batches']['mean_batch_size']}",
@@ -408,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         # the defaults), then each configuration's own.
         "settings": {k: servers_env[k] for k in sorted(servers_env) if k in SERVICE_SETTINGS},
         "configs": {k: CONFIGS[k] or "defaults" for k in configs},
+        "rounds": args.rounds,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "loadavg_before": load_before,
