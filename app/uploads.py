@@ -10,7 +10,7 @@ body is capped by ``MAX_REQUEST_BYTES`` before it gets here, text fields by ``ma
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -27,8 +27,6 @@ class FormPart:
     name: str = ""
     filename: str | None = None
     data: bytes = b""
-    _chunks: list[bytes] = field(default_factory=list, repr=False)
-    _size: int = field(default=0, repr=False)
 
 
 class _FormReader:
@@ -42,6 +40,8 @@ class _FormReader:
         self._files = 0
         self._fields = 0
         self._part = FormPart()
+        self._chunks: list[bytes] = []  # the data of the part being read
+        self._size = 0
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -59,6 +59,8 @@ class _FormReader:
 
     def on_part_begin(self) -> None:
         self._part = FormPart()
+        self._chunks = []
+        self._size = 0
         self._disposition = b""
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
@@ -88,19 +90,17 @@ class _FormReader:
                 raise FormError(f"Too many fields. Maximum number of fields is {self.max_fields}.")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        part = self._part
-        part._size += end - start
-        if part.filename is None and part._size > self.max_field_bytes:
+        self._size += end - start
+        if self._part.filename is None and self._size > self.max_field_bytes:
             raise FormError(
-                f"Field {part.name!r} exceeded maximum size of {self.max_field_bytes // 1024}KB."
+                f"Field {self._part.name!r} exceeded maximum size of "
+                f"{self.max_field_bytes // 1024}KB."
             )
-        part._chunks.append(data[start:end])
+        self._chunks.append(data[start:end])
 
     def on_part_end(self) -> None:
-        part = self._part
-        part.data = part._chunks[0] if len(part._chunks) == 1 else b"".join(part._chunks)
-        part._chunks = []
-        self.parts.append(part)
+        self._part.data = b"".join(self._chunks)
+        self.parts.append(self._part)
 
 
 async def read_form(
