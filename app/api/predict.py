@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.api.deps import authorized_server, check_json, unless_disconnected
+from app.api.routing import RequestRoute
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from app.inputs import (
@@ -31,7 +32,7 @@ from app.schemas import (
 )
 from app.uploads import FormError, FormPart, read_form
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=RequestRoute)
 
 MAX_FIELD_BYTES = 64 * 1024  # a text field beside the images: a note, a label
 
