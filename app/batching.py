@@ -1,11 +1,13 @@
 """Adaptive micro-batching: many concurrent requests, one model call.
 
 Requests put their instances on a queue and await a future. One worker per model takes what is
-queued (up to ``max_batch_size`` instances), runs the blocking model call on a dedicated thread
-so the event loop keeps accepting requests, splits the outputs and resolves the futures.
+queued (up to ``max_batch_size`` instances), runs the blocking model call on a thread of its own
+so the event loop keeps accepting requests, splits the outputs and resolves the futures. Up to
+``max_concurrent_batches`` calls run at once: while one batch is inside the model, the next
+one can start (a model call is mostly runtime work that releases the GIL).
 
 Adaptive, not a fixed timer: an idle worker runs a lone request at once, and whatever arrives
-while a call runs goes together in the next call. So batches grow with load by themselves;
+while the calls run goes together in the next call. So batches grow with load by themselves;
 ``max_batch_delay_s`` optionally waits a little longer for a fuller batch.
 
 This module knows asyncio, NumPy and a callable ``inputs -> outputs`` (first axis = instances);
@@ -95,6 +97,7 @@ class MicroBatcher:
         *,
         max_batch_size: int = 64,
         max_batch_delay_s: float = 0.0,
+        max_concurrent_batches: int = 1,
         max_queue_size: int = 1024,
         timeout_s: float = 10.0,
         observer: BatchObserver | None = None,
@@ -111,7 +114,11 @@ class MicroBatcher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        self._calls = asyncio.Semaphore(max_concurrent_batches)
+        self._running: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_concurrent_batches, thread_name_prefix=f"model-{name}"
+        )
 
     @property
     def queued(self) -> int:
@@ -194,8 +201,19 @@ class MicroBatcher:
     # ---- the worker's side -------------------------------------------------------------
 
     async def _run(self) -> None:
-        while (batch := await self._next_batch()) is not None:
-            await self._execute(batch)
+        while True:
+            await self._calls.acquire()  # a free model thread first, then the batch
+            batch = await self._next_batch()
+            if batch is None:
+                break
+            call = asyncio.create_task(self._execute(batch))
+            self._running.add(call)
+            call.add_done_callback(self._call_done)
+        await asyncio.gather(*self._running)
+
+    def _call_done(self, call: asyncio.Task[None]) -> None:
+        self._running.discard(call)
+        self._calls.release()
 
     async def _next_batch(self) -> list[_Pending] | None:
         """Wait for work, then take up to ``max_batch_size`` instances; None once closed."""

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Batching
     max_batch_size: int = Field(64, ge=1, description="instances per model call")
     max_batch_delay_ms: float = Field(0.0, ge=0, description="wait for a fuller batch (0: never)")
+    # Two: while one batch is inside TensorFlow, the next one starts (make bench).
+    max_concurrent_batches: int = Field(2, ge=1, description="model calls at once, per model")
     max_queue_size: int = Field(1024, ge=1, description="instances waiting per model")
     request_timeout_s: float = Field(10.0, gt=0)
 

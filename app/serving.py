@@ -38,6 +38,7 @@ class ModelServer:
                         model.predict,
                         max_batch_size=settings.max_batch_size,
                         max_batch_delay_s=settings.max_batch_delay_ms / 1000,
+                        max_concurrent_batches=settings.max_concurrent_batches,
                         max_queue_size=settings.max_queue_size,
                         timeout_s=settings.request_timeout_s,
                         observer=ModelMetrics(name),

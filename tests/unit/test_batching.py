@@ -28,8 +28,12 @@ class FakeModel:
         self.failing_calls: set[int] = set()  # 0-based indexes of the calls that raise
         self.release = threading.Event()
         self.release.set()
+        self.entered = 0  # calls that have started, released or not
+        self._lock = threading.Lock()
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self.entered += 1
         self.release.wait(10)
         self.batches.append(inputs.copy())
         if self.delay_s:
@@ -100,6 +104,28 @@ async def test_busy_model_accumulates_newcomers_into_one_call() -> None:
     assert model.sizes == [1, 20]
     assert recorder.batch_sizes == [1, 20]
     await batcher.close()
+
+
+async def test_up_to_max_concurrent_batches_calls_run_at_once() -> None:
+    model = FakeModel()
+    batcher = await started(model, max_batch_size=64, max_concurrent_batches=2)
+    model.release.clear()  # every call blocks until released
+    first = asyncio.create_task(batcher.predict(instances(0, 1)))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(batcher.predict(instances(10, 2)))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(batcher.predict(instances(100 + i, 1))) for i in range(5)]
+    await asyncio.sleep(0.05)
+    # Two calls are inside the model; the newcomers wait for the first free one, together.
+    assert model.entered == 2
+    assert batcher.queued == 5
+    closing = asyncio.create_task(batcher.close())  # answers everything in flight and queued
+    model.release.set()
+    results = await asyncio.gather(first, second, *rest)
+    await closing
+    np.testing.assert_array_equal(results[1], instances(10, 2) * 2)
+    assert sorted(model.sizes) == [1, 2, 5]
+    assert model.entered == 3
 
 
 async def test_lone_request_runs_at_once_without_delay() -> None:
