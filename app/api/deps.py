@@ -19,6 +19,9 @@ from app.serving import ModelServer
 
 T = TypeVar("T")
 
+# How long a request's work may take before its connection is watched for a disconnect.
+WATCH_AFTER_S = 0.1
+
 
 def check_api_key(request: Request) -> None:
     """With ``API_KEYS`` set, ask for ``Authorization: Bearer <key>`` (compared in constant time)."""
@@ -61,9 +64,16 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     Once the body is read, the next ASGI message is ``http.disconnect``, which arrives only if
     the client goes away: a watcher task then cancels this one. Cancelling takes a queued
     request off its batcher's queue, so it never reaches the model.
+
+    The watcher starts only once the work has taken ``WATCH_AFTER_S``: most requests are
+    answered sooner, and a task per request cost 5-9% of the event loop's time under load
+    (``make bench``). A client that leaves sooner is noticed then; an answer that comes first
+    goes nowhere.
     """
+    loop = asyncio.get_running_loop()
     current = asyncio.current_task()
     assert current is not None
+    watcher: asyncio.Task[None] | None = None
     disconnected = False
 
     async def watch() -> None:
@@ -73,7 +83,11 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         disconnected = True
         current.cancel()
 
-    watcher = asyncio.create_task(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_AFTER_S, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -82,4 +96,6 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
             raise ClientDisconnected("the client closed the connection") from None
         raise
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()

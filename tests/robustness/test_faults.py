@@ -2,15 +2,19 @@
 
 A raising model call fails its whole batch with 500 ``model_error``; a call that hangs longer
 than REQUEST_TIMEOUT_S (1 s here) gives 504 ``deadline_exceeded`` to whoever waits on it;
-health stays green throughout and, once the fault is gone, requests succeed again.
+health stays green throughout and, once the fault is gone, requests succeed again. A request
+whose client leaves while it waits for the model is taken off the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -84,6 +88,44 @@ def test_model_with_too_few_outputs_fails_its_batch(faulty: Server) -> None:
     assert all(r.json()["error"]["code"] == "model_error" for r in responses)
     faulty.fault("")
     assert _wait_until_healthy(faulty) < 5
+
+
+def test_a_queued_request_whose_client_left_never_reaches_the_model(faulty: Server) -> None:
+    # Before the other hanging tests: both model threads must be free when it starts.
+    faulty.fault("hang:3")
+
+    def sentiment_depth() -> float:
+        metrics = httpx.get(f"{faulty.url}/metrics", timeout=5).text
+        return float(re.search(r'model_queue_depth\{model="sentiment"\} (\S+)', metrics)[1])
+
+    def post(review: str) -> int:
+        response = httpx.post(
+            f"{faulty.url}{SENTIMENT}", json={"reviews": [review]}, headers=AUTH, timeout=30
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        # One call per model thread (MAX_CONCURRENT_BATCHES=2), each hanging for 3 s.
+        hung = [pool.submit(post, "first")]
+        time.sleep(0.3)
+        hung.append(pool.submit(post, "second"))
+        time.sleep(0.3)
+        body = json.dumps({"reviews": ["queued, then gone"]}).encode()
+        head = (
+            f"POST {SENTIMENT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Authorization: {AUTH['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", int(faulty.url.rsplit(":", 1)[1]))) as sock:
+            sock.sendall(head + body)
+            sent = time.monotonic()
+            time.sleep(0.3)
+            assert sentiment_depth() == 1  # waiting for a free model thread
+        # The client is gone: its request leaves the queue while both calls still hang, well
+        # before its deadline (REQUEST_TIMEOUT_S=1) would have taken it off.
+        while sentiment_depth() != 0:
+            assert time.monotonic() - sent < 0.8, "the abandoned request is still queued"
+            time.sleep(0.02)
+        assert [call.result() for call in hung] == [504, 504]
 
 
 def test_hanging_model_gives_504_then_recovers(faulty: Server) -> None:
