@@ -189,6 +189,7 @@ class MicroBatcher:
                 p.future.set_exception(DeadlineExceededError(error))
 
     def _withdraw(self, pending: list[_Pending]) -> None:
+        withdrawn = False
         for p in pending:
             if not p.future.done():
                 p.future.cancel()
@@ -196,7 +197,9 @@ class MicroBatcher:
                 p.taken = True
                 self._queue.remove(p)
                 self._queued -= p.size
-        self._observer.queue_depth(self._queued)
+                withdrawn = True
+        if withdrawn:  # the usual case, an answered request, leaves the depth as it was
+            self._observer.queue_depth(self._queued)
 
     # ---- the worker's side -------------------------------------------------------------
 

@@ -2,11 +2,11 @@
 
 1. Two servers (``python -m app`` on 127.0.0.1), one with the default settings (batching),
    one with ``MAX_BATCH_SIZE=1`` (no batching), both running: digits uploads and sentiment
-   reviews at concurrency 1, 16 and 64. Each point is measured in rounds (3 by default) that
-   alternate with its twin on the other server (A B, B A, A B), each a short warm-up then a
-   window on the same connections; the table gives the median round. On a shared VM whose
-   speed drifts by 20-30% within minutes, one window each was not enough to compare two
-   servers.
+   reviews at concurrency 1, 16 and 64. Each point is measured in rounds (5 by default) that
+   alternate with its twin on the other server (A B, B A, A B, ...), each a short warm-up then
+   a window on the same connections; the table gives the median of each figure. On a shared VM
+   whose speed drifts by 20-30% within minutes, one window each was not enough to compare two
+   servers, and three left the ratios swinging by 10-20% from run to run.
 2. The load generator's own ceiling: ``GET /healthz`` at concurrency 16.
 3. The models' throughput in-process (no HTTP, no batcher), batch 1 and batch 64.
 
@@ -366,7 +366,7 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="windows per point and server")
+    parser.add_argument("--rounds", type=int, default=5, help="windows per point and server")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per window")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each window")
     parser.add_argument("--concurrency", default="1,16,64")
