@@ -1,10 +1,11 @@
 """Adaptive micro-batching: many concurrent requests, one model call.
 
 Requests put their instances on a queue and await a future. One worker per model takes what is
-queued (up to ``max_batch_size`` instances), runs the blocking model call on a thread of its own
-so the event loop keeps accepting requests, splits the outputs and resolves the futures. Up to
-``max_concurrent_batches`` calls run at once: while one batch is inside the model, the next
-one can start (a model call is mostly runtime work that releases the GIL).
+queued (up to ``max_batch_size`` instances) and hands the blocking model call to a thread, so
+the event loop keeps accepting requests; the thread sends the outputs back to the loop in one
+callback, which splits them and resolves the futures. Up to ``max_concurrent_batches`` calls
+run at once: while one batch is inside the model, the next one can start (a model call is
+mostly runtime work that releases the GIL).
 
 Adaptive, not a fixed timer: an idle worker runs a lone request at once, and whatever arrives
 while the calls run goes together in the next call. So batches grow with load by themselves;
@@ -105,6 +106,7 @@ class MicroBatcher:
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
+        self.max_concurrent_batches = max_concurrent_batches
         self.max_queue_size = max_queue_size
         self.timeout_s = timeout_s
         self._predict = predict
@@ -115,7 +117,6 @@ class MicroBatcher:
         self._closing = False
         self._worker: asyncio.Task[None] | None = None
         self._calls = asyncio.Semaphore(max_concurrent_batches)
-        self._running: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(
             max_workers=max_concurrent_batches, thread_name_prefix=f"model-{name}"
         )
@@ -204,19 +205,18 @@ class MicroBatcher:
     # ---- the worker's side -------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._calls.acquire()  # a free model thread first, then the batch
             batch = await self._next_batch()
             if batch is None:
                 break
-            call = asyncio.create_task(self._execute(batch))
-            self._running.add(call)
-            call.add_done_callback(self._call_done)
-        await asyncio.gather(*self._running)
-
-    def _call_done(self, call: asyncio.Task[None]) -> None:
-        self._running.discard(call)
-        self._calls.release()
+            if not batch:
+                self._calls.release()
+                continue
+            self._executor.submit(self._call, loop, batch)
+        for _ in range(self.max_concurrent_batches - 1):  # the calls still running
+            await self._calls.acquire()
 
     async def _next_batch(self) -> list[_Pending] | None:
         """Wait for work, then take up to ``max_batch_size`` instances; None once closed."""
@@ -252,26 +252,31 @@ class MicroBatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
-    async def _execute(self, batch: list[_Pending]) -> None:
-        """One model call for the whole batch; its outcome goes to every request in it."""
-        if not batch:
-            return
+    def _call(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        """On a model thread: one model call for the whole batch, its outcome sent to the loop."""
         inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([p.inputs for p in batch])
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self._executor, self._predict, inputs)
+            outputs = self._predict(inputs)
             if len(outputs) != len(inputs):
                 raise ValueError(f"returned {len(outputs)} outputs for {len(inputs)} inputs")
         except Exception as exc:
             self._observer.batch_done(len(inputs), time.perf_counter() - started, ok=False)
             logger.exception("model %r failed on a batch of %d instances", self.name, len(inputs))
             message = f"model {self.name!r} failed: {type(exc).__name__}: {exc}"
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(BatchFailedError(message))
+            loop.call_soon_threadsafe(self._deliver, batch, None, message)
             return
         self._observer.batch_done(len(inputs), time.perf_counter() - started, ok=True)
+        loop.call_soon_threadsafe(self._deliver, batch, outputs, "")
+
+    def _deliver(self, batch: list[_Pending], outputs: np.ndarray | None, error: str) -> None:
+        """On the loop, in one hop from the model thread: every request gets its answer."""
+        self._calls.release()
+        if outputs is None:
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(BatchFailedError(error))
+            return
         offset = 0
         for p in batch:
             if not p.future.done():
