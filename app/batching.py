@@ -254,20 +254,23 @@ class MicroBatcher:
 
     def _call(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         """On a model thread: one model call for the whole batch, its outcome sent to the loop."""
-        inputs = batch[0].inputs if len(batch) == 1 else np.concatenate([p.inputs for p in batch])
+        size = sum(p.size for p in batch)
+        outputs: np.ndarray | None = None
+        error = ""
         started = time.perf_counter()
         try:
+            inputs = (
+                batch[0].inputs if len(batch) == 1 else np.concatenate([p.inputs for p in batch])
+            )
             outputs = self._predict(inputs)
-            if len(outputs) != len(inputs):
-                raise ValueError(f"returned {len(outputs)} outputs for {len(inputs)} inputs")
+            if len(outputs) != size:
+                raise ValueError(f"returned {len(outputs)} outputs for {size} inputs")
         except Exception as exc:
-            self._observer.batch_done(len(inputs), time.perf_counter() - started, ok=False)
-            logger.exception("model %r failed on a batch of %d instances", self.name, len(inputs))
-            message = f"model {self.name!r} failed: {type(exc).__name__}: {exc}"
-            loop.call_soon_threadsafe(self._deliver, batch, None, message)
-            return
-        self._observer.batch_done(len(inputs), time.perf_counter() - started, ok=True)
-        loop.call_soon_threadsafe(self._deliver, batch, outputs, "")
+            outputs = None
+            logger.exception("model %r failed on a batch of %d instances", self.name, size)
+            error = f"model {self.name!r} failed: {type(exc).__name__}: {exc}"
+        self._observer.batch_done(size, time.perf_counter() - started, ok=outputs is not None)
+        loop.call_soon_threadsafe(self._deliver, batch, outputs, error)
 
     def _deliver(self, batch: list[_Pending], outputs: np.ndarray | None, error: str) -> None:
         """On the loop, in one hop from the model thread: every request gets its answer."""
