@@ -80,7 +80,6 @@ class _Pending:
 
     inputs: np.ndarray
     future: asyncio.Future[np.ndarray]
-    deadline: float
     taken: bool = field(default=False)
 
     @property
@@ -162,7 +161,7 @@ class MicroBatcher:
         deadline = loop.time() + self.timeout_s
         step = self.max_batch_size
         pending = [
-            _Pending(inputs[start : start + step], loop.create_future(), deadline)
+            _Pending(inputs[start : start + step], loop.create_future())
             for start in range(0, size, step)
         ]
         self._queue.extend(pending)
