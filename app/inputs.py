@@ -11,6 +11,7 @@ import io
 import os
 import struct
 import warnings
+import zlib
 
 import anyio
 import numpy as np
@@ -45,7 +46,9 @@ class ImageError(ValueError):
 
 def decode_digit(data: bytes, max_side: int = 4096) -> np.ndarray:
     """Image file bytes -> (28, 28) float32 pixels, 0 = background, 255 = ink."""
-    grey = _to_greyscale(_open(data, max_side))
+    grey = _plain_greyscale_png(data, max_side)
+    if grey is None:
+        grey = _to_greyscale(_open(data, max_side))
     if _has_light_background(grey):
         grey = 255 - grey
     if grey.shape != (MNIST_SIZE, MNIST_SIZE):
@@ -68,6 +71,63 @@ def decodes_quickly(data: bytes) -> bool:
     except Exception:  # not an image, or a declared bomb: decode_digit refuses it at once
         return True
     return width * height <= INLINE_DECODE_PIXELS
+
+
+# Chunks that leave an 8-bit greyscale PNG's pixels as they are. Any other (tRNS transparency,
+# eXIf orientation, APNG frames, ...) sends the file through Image.open.
+_PLAIN_CHUNKS = frozenset({b"IDAT", b"IEND", b"gAMA", b"sRGB", b"pHYs", b"tEXt", b"tIME"})
+
+
+def _plain_greyscale_png(data: bytes, max_side: int) -> np.ndarray | None:
+    """The pixels of an 8-bit greyscale, non-interlaced PNG, or None for any other file.
+
+    MNIST-style uploads are such PNGs. ``Image.open`` finds their format, parses their chunks
+    and prepares the decode in Python, 2-3x the decode itself (60 against 25 us for 28x28);
+    here the chunks are read with ``struct`` and the pixels decoded by the same Pillow decoder
+    (``Image.frombytes(..., "zip")``). Anything unusual, a failed CRC or a decoding error
+    returns None: ``Image.open`` then decodes the file, or says what is wrong with it.
+    """
+    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
+        return None
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", data[16:29]
+    )
+    if (depth, colour, compression, filtering, interlace) != (8, 0, 0, 0, 0):
+        return None
+    if not (0 < width <= max_side and 0 < height <= max_side):
+        return None
+    if width * height > (Image.MAX_IMAGE_PIXELS or width * height):
+        return None
+    idat: list[bytes] = []
+    position = 8
+    while position + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        kind = data[position + 4 : position + 8]
+        end = position + 8 + length
+        if end + 4 > len(data):
+            return None
+        if kind == b"IHDR":
+            if position != 8:
+                return None
+        elif kind not in _PLAIN_CHUNKS:
+            return None
+        (crc,) = struct.unpack_from(">I", data, end)
+        if zlib.crc32(data[position + 4 : end]) != crc:
+            return None
+        if kind == b"IEND":
+            break
+        if kind == b"IDAT":
+            idat.append(data[position + 8 : end])
+        position = end + 4
+    else:
+        return None  # no IEND
+    if not idat:
+        return None
+    try:
+        image = Image.frombytes("L", (width, height), b"".join(idat), "zip", "L")
+    except (ValueError, OSError):
+        return None
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _open(data: bytes, max_side: int) -> Image.Image:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.inputs import ImageError, check_reviews, decode_digit
+from app.inputs import (
+    PNG_SIGNATURE,
+    ImageError,
+    _plain_greyscale_png,
+    check_reviews,
+    decode_digit,
+)
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -135,3 +143,130 @@ def test_exif_orientation_is_applied(fmt: str) -> None:
     without_exif = decode_digit(encode(sideways, fmt, **lossless))
     assert np.abs(out - pixels).mean() < 8
     assert np.abs(without_exif - pixels).mean() > 20
+
+
+# ---- the fast path for plain 8-bit greyscale PNGs ------------------------------------------
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def handmade_png(
+    pixels: np.ndarray,
+    filters: tuple[int, ...] = (0,),
+    idat_parts: int = 1,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+    depth: int = 8,
+    colour: int = 0,
+    interlace: int = 0,
+) -> bytes:
+    """An 8-bit greyscale PNG whose rows use the given filter types in turn (PNG spec 9.2)."""
+    height, width = pixels.shape
+    raw = bytearray()
+    above = np.zeros(width, dtype=np.int32)
+    for y in range(height):
+        kind = filters[y % len(filters)]
+        row = pixels[y].astype(np.int32)
+        left = np.concatenate([[0], row[:-1]])
+        upper_left = np.concatenate([[0], above[:-1]])
+        if kind == 0:
+            predicted = np.zeros_like(row)
+        elif kind == 1:
+            predicted = left
+        elif kind == 2:
+            predicted = above
+        elif kind == 3:
+            predicted = (left + above) // 2
+        else:
+            estimate = left + above - upper_left
+            pa, pb, pc = abs(estimate - left), abs(estimate - above), abs(estimate - upper_left)
+            predicted = np.where(
+                (pa <= pb) & (pa <= pc), left, np.where(pb <= pc, above, upper_left)
+            )
+        raw.append(kind)
+        raw += ((row - predicted) % 256).astype(np.uint8).tobytes()
+        above = row
+    compressed = zlib.compress(bytes(raw))
+    step = -(-len(compressed) // idat_parts)
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + b"".join(png_chunk(kind, data) for kind, data in extra)
+        + b"".join(
+            png_chunk(b"IDAT", compressed[i : i + step]) for i in range(0, len(compressed), step)
+        )
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def pillow_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+@pytest.mark.parametrize("filters", [(0,), (1,), (2,), (3,), (4,), (4, 3, 2, 1, 0)])
+def test_plain_png_fast_path_decodes_every_filter_as_pillow_does(filters: tuple[int, ...]) -> None:
+    pixels = np.random.default_rng(sum(filters)).integers(0, 256, (28, 31), dtype=np.uint8)
+    data = handmade_png(pixels, filters, idat_parts=3, extra=((b"gAMA", b"\0\0\xb1\x8f"),))
+    fast = _plain_greyscale_png(data, 4096)
+    assert fast is not None
+    assert np.array_equal(fast, pixels)
+    assert np.array_equal(fast, pillow_pixels(data))
+
+
+def test_plain_png_fast_path_takes_mnist_pngs_as_pillow_writes_them(mnist) -> None:
+    (_, _), (x_test, _) = mnist
+    for pixels in x_test[:300]:
+        fast = _plain_greyscale_png(encode(Image.fromarray(pixels)), 4096)
+        assert fast is not None
+        assert np.array_equal(fast, pixels)
+
+
+def corrupt_crc(data: bytes) -> bytes:
+    return data[:29] + bytes([data[29] ^ 0xFF]) + data[30:]  # IHDR's CRC
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        handmade_png(stroke(), extra=((b"tRNS", b"\0\0"),)),  # a transparent grey level
+        handmade_png(stroke(), extra=((b"eXIf", b"MM\0*\0\0\0\x08\0\0"),)),  # may turn it
+        handmade_png(stroke(), extra=((b"zzZz", b"private"),)),  # a chunk we do not know
+        handmade_png(stroke(), interlace=1),
+        encode(Image.fromarray(stroke().astype(np.uint16) * 257)),
+        encode(Image.fromarray(stroke()).convert("RGB")),
+        encode(Image.fromarray(stroke()).convert("P")),
+        encode(Image.fromarray(stroke()).convert("1")),
+        encode(Image.fromarray(stroke()), "JPEG"),
+        corrupt_crc(handmade_png(stroke())),
+        handmade_png(stroke())[:-12],  # no IEND
+        handmade_png(stroke())[:60],  # cut inside the IDAT chunk
+        handmade_png(stroke(), extra=((b"IHDR", b"\0" * 13),)),  # a second IHDR
+    ],
+    ids=[
+        "tRNS", "eXIf", "unknown-chunk", "interlaced", "16-bit", "RGB", "palette", "1-bit",
+        "JPEG", "bad-CRC", "no-IEND", "truncated", "two-IHDR",
+    ],
+)  # fmt: skip
+def test_other_files_are_left_to_pillow(data: bytes) -> None:
+    assert _plain_greyscale_png(data, 4096) is None
+
+
+def test_a_transparent_grey_level_is_composited_on_white() -> None:
+    """tRNS makes the ink's grey level transparent: composited on white, the ink turns white."""
+    pixels = stroke(ink=200, background=0)
+    with_trns = handmade_png(pixels, extra=((b"tRNS", b"\0\xc8"),))  # 200 is transparent
+    assert decode_digit(handmade_png(pixels)).max() == 200
+    assert decode_digit(with_trns).max() == 255
+
+
+def test_fast_path_keeps_the_size_limit_and_the_bad_data_errors() -> None:
+    with pytest.raises(ImageError) as raised:
+        decode_digit(handmade_png(np.zeros((10, 5000), np.uint8)), max_side=4096)
+    assert raised.value.too_large
+    broken = handmade_png(stroke())
+    body_at = broken.index(b"IDAT") + 4
+    broken = broken[:body_at] + b"\x00" * 8 + broken[body_at + 8 :]  # zlib header destroyed
+    with pytest.raises(ImageError, match=r"corrupt|truncated|not an image"):
+        decode_digit(broken)
