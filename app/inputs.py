@@ -87,8 +87,8 @@ def _plain_greyscale_png(data: bytes, max_side: int) -> np.ndarray | None:
     (``Image.frombytes(..., "zip")``). Anything unusual, a failed CRC or a decoding error
     returns None: ``Image.open`` then decodes the file, or says what is wrong with it.
     """
-    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
-        return None
+    if not data.startswith(PNG_SIGNATURE) or data[8:16] != b"\0\0\0\rIHDR" or len(data) < 33:
+        return None  # not a PNG, or its first chunk is not a 13-byte IHDR
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(
         ">IIBBBBB", data[16:29]
     )
@@ -99,6 +99,7 @@ def _plain_greyscale_png(data: bytes, max_side: int) -> np.ndarray | None:
     if width * height > (Image.MAX_IMAGE_PIXELS or width * height):
         return None
     idat: list[bytes] = []
+    previous = b""
     position = 8
     while position + 12 <= len(data):
         (length,) = struct.unpack_from(">I", data, position)
@@ -117,7 +118,10 @@ def _plain_greyscale_png(data: bytes, max_side: int) -> np.ndarray | None:
         if kind == b"IEND":
             break
         if kind == b"IDAT":
+            if idat and previous != b"IDAT":
+                return None  # IDAT chunks must follow one another
             idat.append(data[position + 8 : end])
+        previous = kind
         position = end + 4
     else:
         return None  # no IEND

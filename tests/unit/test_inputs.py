@@ -223,6 +223,17 @@ def test_plain_png_fast_path_takes_mnist_pngs_as_pillow_writes_them(mnist) -> No
         assert np.array_equal(fast, pixels)
 
 
+def short_ihdr(data: bytes) -> bytes:
+    """The IHDR chunk declared 12 bytes long, with a CRC that matches."""
+    return PNG_SIGNATURE + png_chunk(b"IHDR", data[16:28]) + data[33:]
+
+
+def split_idat(data: bytes) -> bytes:
+    """A tEXt chunk between two IDAT chunks, which the PNG spec forbids."""
+    second = data.index(b"IDAT", data.index(b"IDAT") + 4) - 4
+    return data[:second] + png_chunk(b"tEXt", b"Comment\0between") + data[second:]
+
+
 def corrupt_crc(data: bytes) -> bytes:
     return data[:29] + bytes([data[29] ^ 0xFF]) + data[30:]  # IHDR's CRC
 
@@ -243,10 +254,12 @@ def corrupt_crc(data: bytes) -> bytes:
         handmade_png(stroke())[:-12],  # no IEND
         handmade_png(stroke())[:60],  # cut inside the IDAT chunk
         handmade_png(stroke(), extra=((b"IHDR", b"\0" * 13),)),  # a second IHDR
+        short_ihdr(handmade_png(stroke())),
+        split_idat(handmade_png(stroke(), idat_parts=2)),
     ],
     ids=[
         "tRNS", "eXIf", "unknown-chunk", "interlaced", "16-bit", "RGB", "palette", "1-bit",
-        "JPEG", "bad-CRC", "no-IEND", "truncated", "two-IHDR",
+        "JPEG", "bad-CRC", "no-IEND", "truncated", "two-IHDR", "12-byte-IHDR", "split-IDAT",
     ],
 )  # fmt: skip
 def test_other_files_are_left_to_pillow(data: bytes) -> None:
