@@ -34,7 +34,7 @@ train: $(VENV)/.installed-dev  ## retrain both models into models/<name>/<next v
 	$(BIN)/python -m training.sentiment
 	$(BIN)/python -m training.digits
 
-bench: $(VENV)/.installed-dev  ## batched vs unbatched at concurrency 1/16/64 (~5 min): bench/results.json, bench/throughput_latency.png
+bench: $(VENV)/.installed-dev  ## batched vs unbatched at concurrency 1/16/64 (~7 min): bench/results.json, bench/throughput_latency.png
 	$(BIN)/python -m bench
 
 soak: $(VENV)/.installed-dev

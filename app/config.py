@@ -32,8 +32,10 @@ class Settings(BaseSettings):
     # Batching
     max_batch_size: int = Field(64, ge=1, description="instances per model call")
     max_batch_delay_ms: float = Field(0.0, ge=0, description="wait for a fuller batch (0: never)")
-    # Two: while one batch is inside TensorFlow, the next one starts (make bench).
-    max_concurrent_batches: int = Field(2, ge=1, description="model calls at once, per model")
+    # One: on 2 cores a second concurrent call shared TensorFlow's one inter-op thread and the
+    # GIL with the first and cost more than it gave (make bench); raise it, with
+    # TF_INTER_OP_THREADS, on a many-core host.
+    max_concurrent_batches: int = Field(1, ge=1, description="model calls at once, per model")
     max_queue_size: int = Field(1024, ge=1, description="instances waiting per model")
     request_timeout_s: float = Field(10.0, gt=0)
 

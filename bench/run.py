@@ -39,11 +39,14 @@ HOST = "127.0.0.1"
 CONFIGS = {
     "batched": {},
     "unbatched": {"MAX_BATCH_SIZE": "1"},
+    # The unbatched server at its best on this machine: two model calls at once (one is the
+    # default, best for the batched server), so that the ratio is also read against it.
+    "unbatched-2c": {"MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "2"},
     # Not run by default (--configs): one uvicorn worker per core.
     "batched-2w": {"WORKERS": "2"},
     "unbatched-2w": {"WORKERS": "2", "MAX_BATCH_SIZE": "1"},
 }
-DEFAULT_CONFIGS = "batched,unbatched"
+DEFAULT_CONFIGS = "batched,unbatched,unbatched-2c"
 # No access log line per request: both servers run with LOG_LEVEL=warning unless it is set.
 LOG_LEVEL = "warning"
 SERVICE_SETTINGS = {
@@ -260,9 +263,9 @@ def targets(results: dict) -> list[dict]:
     batched configuration measured with its unbatched twin)."""
     index = {(p["endpoint"], p["config"], p["concurrency"]): p for p in results["points"]}
     checks = []
-    pairs = [("batched", "unbatched"), ("batched-2w", "unbatched-2w")]
+    pairs = [("batched", "unbatched"), ("batched", "unbatched-2c"), ("batched-2w", "unbatched-2w")]
     for batched, unbatched in pairs:
-        tag = "" if batched == "batched" else f" [{batched} vs {unbatched}]"
+        tag = "" if unbatched == "unbatched" else f" [{batched} vs {unbatched}]"
         for endpoint in dict.fromkeys(p["endpoint"] for p in results["points"]):
             for concurrency in (16, 64):
                 b = index.get((endpoint, batched, concurrency))
@@ -294,7 +297,7 @@ def targets(results: dict) -> list[dict]:
                     }
                 )
             b = index.get((endpoint, batched, 64))
-            if b:
+            if b and unbatched != "unbatched-2c":  # the batched p99 is already checked
                 checks.append(
                     {
                         "target": f"{endpoint} c=64: batched p99 < 80 ms{tag}",
@@ -320,6 +323,7 @@ def plot(results: dict, path: Path) -> None:
     styles = {
         "batched": ("tab:blue", "o-"),
         "unbatched": ("tab:orange", "s--"),
+        "unbatched-2c": ("tab:brown", "d:"),
         "batched-2w": ("tab:green", "^-"),
         "unbatched-2w": ("tab:red", "v--"),
     }

@@ -55,7 +55,12 @@ def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     fault_file = tmp_path_factory.mktemp("fault") / "fault"
     fault_file.write_text("")
     proc, url = start_server(
-        {"FAULT_FILE": str(fault_file), "REQUEST_TIMEOUT_S": "1", "API_KEYS": API_KEYS[1]},
+        {
+            "FAULT_FILE": str(fault_file),
+            "REQUEST_TIMEOUT_S": "1",
+            "API_KEYS": API_KEYS[1],
+            "MAX_CONCURRENT_BATCHES": "2",  # the hang tests hold both model threads
+        },
         target="tests.support.faulty_app:app",
     )
     yield Server(proc, url, fault_file)

@@ -30,7 +30,7 @@ def test_defaults_are_the_documented_ones() -> None:
     settings = Settings(_env_file=None)
     assert settings.max_batch_size == 64
     assert settings.max_batch_delay_ms == 0
-    assert settings.max_concurrent_batches == 2
+    assert settings.max_concurrent_batches == 1
     assert settings.max_queue_size == 1024
     assert settings.request_timeout_s == 10
     assert settings.max_instances == 256
