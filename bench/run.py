@@ -356,11 +356,13 @@ def plot(results: dict, path: Path) -> None:
             ax.set_xlabel("concurrent connections")
             ax.set_xticks([1, 16, 64], ["1", "16", "64"])
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend()
         axes[0][col].set_ylim(bottom=0)
     info = results["machine"]
     fig.suptitle(f"make bench on {info['cores']} cores ({info['cpu']})")
-    fig.tight_layout()
+    # One legend for all four plots, under them: the labels are too long to sit inside one.
+    handles, labels = axes[1][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="small")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
