@@ -228,6 +228,7 @@ def _string_batch(
         array = np.array(nested, dtype=object)
     except (ValueError, RecursionError):
         raise InvalidInput(f"{where} is ragged: its lists differ in length") from None
+    _check_depth(array, (len(values), *inner), where)
     if any(isinstance(leaf, list) for leaf in array.flat):
         raise InvalidInput(f"{where} is ragged: its lists differ in length or depth")
     _check_shape(array.shape, (len(values), *inner), where)
@@ -293,6 +294,7 @@ def _numeric(value: Any, shape: tuple[int | None, ...], spec: TensorInfo, where:
         array = np.array(value, dtype=object)
     except (ValueError, RecursionError):
         raise InvalidInput(f"{where} is ragged: its lists differ in length") from None
+    _check_depth(array, shape, where, channel_axis=image)
     types = set(map(type, array.flat)) if array.size else set()
     if spec.dtype == "bool":
         allowed, what = {bool}, "true or false"
@@ -351,6 +353,18 @@ def _numpy_dtype(dtype: str) -> Any:
             return tf.as_dtype(dtype).as_numpy_dtype
         except TypeError:
             raise InvalidInput(f"inputs of dtype {dtype} are not supported by this API") from None
+
+
+def _check_depth(
+    array: np.ndarray, want: tuple[int | None, ...], where: str, channel_axis: bool = False
+) -> None:
+    """Lists nested deeper than the model's input: said here, before NumPy's iterators, which
+    stop at 32 dimensions (NumPy nests up to 64), have to walk them."""
+    if array.ndim > len(want) + channel_axis:
+        raise InvalidInput(
+            f"{where} is nested too deep (at least {array.ndim} levels of lists); "
+            f"the model takes {_shape_text(want)}"
+        )
 
 
 def _check_shape(got: tuple[int, ...], want: tuple[int | None, ...], where: str) -> None:

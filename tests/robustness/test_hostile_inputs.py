@@ -74,6 +74,18 @@ def palette_png(transparent: bool = False) -> bytes:
     return png_of(image)
 
 
+def lab_tiff() -> bytes:
+    neutral = Image.new("L", (28, 28), 128)
+    return encode(Image.merge("LAB", (digit_image(28), neutral, neutral)), "TIFF")
+
+
+def deep_list(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def cmyk_jpeg() -> bytes:
     return encode(digit_image(64).convert("CMYK"), "JPEG", quality=90)
 
@@ -132,6 +144,12 @@ CASES = [
     Case("palette PNG with transparency", 200, lambda: upload(palette_png(transparent=True))),
     Case("RGBA PNG", 200, lambda: upload(png_of(digit_image(28).convert("RGBA")))),
     Case("CMYK JPEG", 200, lambda: upload(cmyk_jpeg(), "digit.jpg", "image/jpeg")),
+    Case("CIELab TIFF", 200, lambda: upload(lab_tiff(), "digit.tif", "image/tiff")),
+    Case(
+        "EPS (a format not served)",
+        400,
+        lambda: upload(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n", "d.eps"),
+    ),
     Case("animated GIF (first frame)", 200, lambda: upload(animated_gif(), "d.gif", "image/gif")),
     Case("truncated PNG", 400, lambda: upload(truncated(png_of(digit_image(200))))),
     Case(
@@ -279,6 +297,24 @@ CASES = [
         "TF Serving: lone surrogate (through the NaN-tolerant parser)",
         400,
         lambda: json_body(b'{"instances": ["bad \\ud800 film"], "nan": NaN}'),
+        path=TFS_SENTIMENT,
+    ),
+    Case(
+        "TF Serving: an instance nested 40 deep",
+        400,
+        lambda: {"json": {"instances": [deep_list(40)]}},
+        path=TFS_DIGITS,
+    ),
+    Case(
+        "TF Serving: columnar inputs nested 70 deep",
+        400,
+        lambda: {"json": {"inputs": [deep_list(70)]}},
+        path=TFS_DIGITS,
+    ),
+    Case(
+        "TF Serving: a review nested 40 deep",
+        400,
+        lambda: {"json": {"instances": [deep_list(40)]}},
         path=TFS_SENTIMENT,
     ),
     Case(
