@@ -35,6 +35,10 @@ DECODE_LIMITER = anyio.CapacityLimiter(DECODE_THREADS)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+# The formats the API documents; Pillow would otherwise try every plugin it has (EPS runs
+# Ghostscript where it is installed). JPEG includes the MPO files of phone cameras.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+
 
 class ImageError(ValueError):
     """The upload is not a usable image; ``too_large`` tells a size problem from a bad file."""
@@ -48,7 +52,13 @@ def decode_digit(data: bytes, max_side: int = 4096) -> np.ndarray:
     """Image file bytes -> (28, 28) float32 pixels, 0 = background, 255 = ink."""
     grey = _plain_greyscale_png(data, max_side)
     if grey is None:
-        grey = _to_greyscale(_open(data, max_side))
+        image = _open(data, max_side)
+        try:
+            grey = _to_greyscale(image)
+        except Exception as exc:  # whatever Pillow raises on a file a client made up
+            raise ImageError(
+                f"the {image.mode} image cannot be turned into greyscale: {exc}"
+            ) from exc
     if _has_light_background(grey):
         grey = 255 - grey
     if grey.shape != (MNIST_SIZE, MNIST_SIZE):
@@ -67,7 +77,7 @@ def decodes_quickly(data: bytes) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            width, height = Image.open(io.BytesIO(data)).size
+            width, height = Image.open(io.BytesIO(data), formats=FORMATS).size
     except Exception:  # not an image, or a declared bomb: decode_digit refuses it at once
         return True
     return width * height <= INLINE_DECODE_PIXELS
@@ -140,7 +150,7 @@ def _open(data: bytes, max_side: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size
             if max(width, height) > max_side:
                 raise ImageError(
@@ -153,8 +163,10 @@ def _open(data: bytes, max_side: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"the image is too large to decode: {exc}", too_large=True) from exc
     except UnidentifiedImageError as exc:
-        raise ImageError("the file is not an image Pillow can decode") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(
+            f"the file is not an image in a supported format ({', '.join(FORMATS)})"
+        ) from exc
+    except Exception as exc:  # OSError, SyntaxError, ...: whatever a plugin raises on bad data
         raise ImageError(f"the image is truncated or corrupt: {exc}") from exc
     if width < 1 or height < 1:
         raise ImageError("the image has no pixels")
@@ -173,6 +185,8 @@ def _to_greyscale(image: Image.Image) -> np.ndarray:
         return np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8)
     if image.mode == "F":
         return np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    if image.mode == "LAB":  # TIFF's CIELab: Pillow converts it to nothing, L is the lightness
+        return np.asarray(image.getchannel("L"), dtype=np.uint8)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zlib
@@ -76,14 +77,50 @@ def test_transparent_drawing_is_composited_on_white_then_inverted() -> None:
         lambda: encode(Image.fromarray(stroke()), "WEBP", lossless=True),
         lambda: encode(Image.fromarray(stroke()).convert("P"), "GIF"),
         lambda: encode(Image.fromarray(stroke().astype(np.uint16) * 257)),
+        lambda: encode(Image.fromarray(stroke()).convert("RGB").convert("YCbCr"), "TIFF"),
+        lambda: encode(lab(Image.fromarray(stroke())), "TIFF"),
     ],
-    ids=["jpeg", "cmyk-jpeg", "bmp", "tiff", "webp", "gif", "png-16bit"],
+    ids=["jpeg", "cmyk-jpeg", "bmp", "tiff", "webp", "gif", "png-16bit", "ycbcr-tiff", "lab-tiff"],
 )
 def test_common_formats_decode_to_the_same_digit(make) -> None:
     out = decode_digit(make())
     assert out.shape == (28, 28)
     expected = stroke().astype(np.float32)
     assert np.abs(out - expected).mean() < 12
+
+
+def lab(lightness: Image.Image) -> Image.Image:
+    """CIELab with neutral colour: Pillow converts LAB to no other mode."""
+    neutral = Image.new("L", lightness.size, 128)
+    return Image.merge("LAB", (lightness, neutral, neutral))
+
+
+MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"]
+MODES += ["I", "F", "I;16", "I;16B"]
+
+
+def saved_in_every_format(mode: str) -> list[bytes]:
+    image = Image.fromarray(stroke(ink=200, background=30)).convert("RGB")
+    image = lab(image.convert("L")) if mode == "LAB" else image.convert(mode)
+    files = []
+    for fmt in ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"):
+        with contextlib.suppress(OSError, ValueError, KeyError):  # a format without this mode
+            files.append(encode(image, fmt))
+    return files
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_pillow_writes_decodes_or_is_refused_as_a_bad_image(mode: str) -> None:
+    """A file a client can make never raises anything but ImageError (a 400, not a 500)."""
+    files = saved_in_every_format(mode)
+    assert files, f"no format holds {mode}"
+    for data in files:
+        try:
+            out = decode_digit(data)
+        except ImageError:
+            continue
+        assert out.shape == (28, 28)
+        assert out.dtype == np.float32
 
 
 def test_animated_gif_uses_the_first_frame() -> None:
@@ -97,6 +134,8 @@ def test_animated_gif_uses_the_first_frame() -> None:
     [
         (b"", "empty"),
         (b"%PDF-1.4 not an image", "not an image"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n", "supported format"),
+        (encode(Image.new("L", (28, 28)), "PPM"), "supported format"),
         (np.random.default_rng(0).bytes(4096), "not an image"),
         (
             encode(
@@ -105,7 +144,7 @@ def test_animated_gif_uses_the_first_frame() -> None:
             "truncated",
         ),
     ],
-    ids=["empty", "pdf", "random", "truncated"],
+    ids=["empty", "pdf", "eps", "ppm", "random", "truncated"],
 )
 def test_bad_files_are_rejected(data: bytes, message: str) -> None:
     with pytest.raises(ImageError, match=message) as raised:
