@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app import batching
@@ -151,9 +152,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    logger.exception("request %s: unexpected error", request_id(request), exc_info=exc)
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Starlette's: the connection closed while the body was being read.
+    return error_response(
+        request,
+        ClientDisconnected.status_code,
+        ClientDisconnected.code,
+        "the client closed the connection before sending the whole body",
+    )
+
+
+def unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug's answer: 500 ``internal_error``, the traceback logged once with the request id."""
+    logger.error("request %s: unexpected error", request_id(request), exc_info=exc)
     return error_response(request, 500, "internal_error", "internal server error")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    return unexpected_error(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -161,4 +177,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(batching.BatcherError, _batcher_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
+    # RequestContextMiddleware answers the errors raised inside it; this is for the rest.
     app.add_exception_handler(Exception, _unexpected_error)

@@ -1,4 +1,5 @@
-"""One pure-ASGI middleware for what every request needs: an id, a body cap, metrics.
+"""One pure-ASGI middleware for what every request needs: an id, a body cap, metrics, and a
+JSON 500 with that id should a bug escape the routes.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so that it costs microseconds on the hot path
 and never buffers bodies.
@@ -12,16 +13,17 @@ import time
 
 import orjson
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import TFSERVING_PREFIX
+from app.errors import TFSERVING_PREFIX, unexpected_error
 from app.metrics import observe_request
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestContextMiddleware:
-    """Request ids (``X-Request-ID``), ``MAX_REQUEST_BYTES``, request counts and latency."""
+    """Request ids (``X-Request-ID``), ``MAX_REQUEST_BYTES``, request counts and latency, 500s."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -35,7 +37,7 @@ class RequestContextMiddleware:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode())
-        status = 500
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -50,10 +52,16 @@ class RequestContextMiddleware:
                 await self._reject_too_large(scope, send_with_id, declared)
                 return
             await self.app(scope, self._capped(receive), send_with_id)
+        except Exception as exc:
+            if status:  # the answer has begun: the server can only close the connection
+                raise
+            # Answered here rather than by Starlette's outermost handler, so that the 500
+            # carries the request id too and the traceback is logged once, not re-raised.
+            await unexpected_error(Request(scope), exc)(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
-            observe_request(endpoint, scope["method"], status, time.perf_counter() - started)
+            observe_request(endpoint, scope["method"], status or 500, time.perf_counter() - started)
 
     def _capped(self, receive: Receive) -> Receive:
         """``receive`` that raises a 413 HTTPException once more than the cap has arrived.

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.robustness.helpers import API_KEYS, REVIEWS, Server, digit_image, encode
+from tests.support.server import server_log
 
 AUTH = {"Authorization": f"Bearer {API_KEYS[1]}"}
 SENTIMENT = "/v1/sentiment/predict"
@@ -52,6 +53,25 @@ async def _concurrent(url: str, n: int) -> list[httpx.Response]:
         return await asyncio.gather(
             *(client.post(SENTIMENT, json={"reviews": [REVIEWS[i % 4]]}) for i in range(n))
         )
+
+
+def test_a_bug_gets_a_json_500_with_its_request_id_and_one_logged_traceback(
+    faulty: Server,
+) -> None:
+    log_start = len(server_log(faulty.proc))
+    response = httpx.get(f"{faulty.url}/faults/bug", headers={"X-Request-ID": "bug-1"}, timeout=10)
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "internal server error"}
+    }
+    assert response.headers["x-request-id"] == "bug-1"
+    assert httpx.get(f"{faulty.url}/healthz", timeout=10).status_code == 200
+    log = server_log(faulty.proc)[log_start:]
+    assert log.count("Traceback") == 1, log
+    assert "request bug-1: unexpected error" in log
+    assert "RuntimeError: injected bug" in log
+    metrics = httpx.get(f"{faulty.url}/metrics", timeout=10).text
+    assert 'http_requests_total{endpoint="/faults/bug",method="GET",status="500"} 1.0' in metrics
 
 
 def test_raising_model_fails_its_batch_with_500(faulty: Server) -> None:

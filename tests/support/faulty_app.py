@@ -7,6 +7,8 @@ reaches the model, the file is read (missing or empty: no fault):
 * ``short``: the model answers one output too few (the batch fails the same way);
 * ``hang:S`` (or ``delay:S``): the call sleeps S seconds, then runs the real model.
 
+``GET /faults/bug`` raises RuntimeError, as a bug in a route would.
+
 The hook lives here, not in ``app/``: the app is built by ``app.main.create_app()`` and only its
 lifespan is wrapped, to swap each batcher's predict function once the models are loaded.
 """
@@ -63,6 +65,12 @@ def create_faulty_app() -> FastAPI:
             yield
 
     app.router.lifespan_context = lifespan
+
+    @app.get("/faults/bug", include_in_schema=False)
+    async def bug() -> None:
+        """A route with a bug in it: what any unexpected exception in the service gets."""
+        raise RuntimeError("injected bug")
+
     return app
 
 
