@@ -1,8 +1,8 @@
 """Adaptive micro-batching: many concurrent requests, one model call.
 
 Requests put their instances on a queue and await a future. One worker per model takes what is
-queued (up to ``max_batch_size`` instances) and hands the blocking model call to a thread, so
-the event loop keeps accepting requests; the thread sends the outputs back to the loop in one
+queued (up to ``max_batch_size`` instances) and hands the blocking model call to a model thread,
+so the event loop keeps accepting requests; the thread sends the outputs back to the loop in one
 callback, which splits them and resolves the futures. Up to ``max_concurrent_batches`` calls
 run at once: while one batch is inside the model, the next one can start (a model call is
 mostly runtime work that releases the GIL).
@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -87,8 +88,11 @@ class _Pending:
         return len(self.inputs)
 
 
+_Work = tuple[asyncio.AbstractEventLoop, list[_Pending]]  # a batch for a model thread
+
+
 class MicroBatcher:
-    """Queue, worker and futures for one model."""
+    """Queue, worker, model threads and futures for one model."""
 
     def __init__(
         self,
@@ -116,24 +120,42 @@ class MicroBatcher:
         self._closing = False
         self._worker: asyncio.Task[None] | None = None
         self._calls = asyncio.Semaphore(max_concurrent_batches)
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_concurrent_batches, thread_name_prefix=f"model-{name}"
-        )
+        # Daemon threads, not a ThreadPoolExecutor (whose threads the interpreter joins at exit):
+        # a model call that never returns must not keep the process from exiting.
+        self._batches: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._model_thread, name=f"model-{name}-{i}", daemon=True)
+            for i in range(max_concurrent_batches)
+        ]
 
     @property
     def queued(self) -> int:
         return self._queued
 
     def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
         self._worker = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
 
     async def close(self) -> None:
-        """Take no new requests, answer every queued one, then stop the worker."""
+        """Take no new requests, answer every queued one, then stop the worker and threads.
+
+        Waits ``timeout_s`` at most: by then every request has had its answer or its deadline,
+        and a call still running has hung; its thread is left behind, so that shutdown ends.
+        """
         self._closing = True
         self._wakeup.set()
         if self._worker is not None:
-            await self._worker
-        self._executor.shutdown(wait=False)
+            done, _ = await asyncio.wait({self._worker}, timeout=self.timeout_s)
+            if not done:
+                logger.error(
+                    "model %r: a call still running %g s into shutdown is left behind",
+                    self.name,
+                    self.timeout_s,
+                )
+                self._worker.cancel()
+        for _ in self._threads:
+            self._batches.put(None)
 
     # ---- the caller's side -------------------------------------------------------------
 
@@ -213,7 +235,7 @@ class MicroBatcher:
             if not batch:
                 self._calls.release()
                 continue
-            self._executor.submit(self._call, loop, batch)
+            self._batches.put((loop, batch))
         for _ in range(self.max_concurrent_batches - 1):  # the calls still running
             await self._calls.acquire()
 
@@ -251,6 +273,11 @@ class MicroBatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
+    def _model_thread(self) -> None:
+        """One of the model's threads: the batches the worker hands over, until closed."""
+        while (work := self._batches.get()) is not None:
+            self._call(*work)
+
     def _call(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         """On a model thread: one model call for the whole batch, its outcome sent to the loop."""
         size = sum(p.size for p in batch)
@@ -268,8 +295,12 @@ class MicroBatcher:
             outputs = None
             logger.exception("model %r failed on a batch of %d instances", self.name, size)
             error = f"model {self.name!r} failed: {type(exc).__name__}: {exc}"
-        self._observer.batch_done(size, time.perf_counter() - started, ok=outputs is not None)
-        loop.call_soon_threadsafe(self._deliver, batch, outputs, error)
+        try:
+            self._observer.batch_done(size, time.perf_counter() - started, ok=outputs is not None)
+        except Exception:  # the answers must go out whatever happens to the metrics
+            logger.exception("model %r: recording a batch failed", self.name)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(self._deliver, batch, outputs, error)
 
     def _deliver(self, batch: list[_Pending], outputs: np.ndarray | None, error: str) -> None:
         """On the loop, in one hop from the model thread: every request gets its answer."""

@@ -3,7 +3,8 @@
 100 concurrent requests are made to wait in the sentiment queue (a 3 s batch delay with a batch
 size above 100), and only once all 100 are queued does the server get SIGTERM. While they are
 still in flight, new connections must be refused; then every one of the 100 must get its 200,
-and the process must exit with status 0.
+and the process must exit with status 0. A model call that never returns must not keep the
+process from exiting.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import signal
 import socket
 import time
+from pathlib import Path
 
 import httpx
 
@@ -82,5 +84,27 @@ def test_sigterm_answers_every_accepted_request_then_exits_0() -> None:
             f"{IN_FLIGHT} answered 200 {answered - signalled:.1f} s later, exit 0 after "
             f"{exited - signalled:.1f} s"
         )
+    finally:
+        stop_server(proc)
+
+
+def test_sigterm_with_a_hung_model_call_still_exits(tmp_path: Path) -> None:
+    """The call is left behind (its request has had its 504) instead of holding shutdown."""
+    fault_file = tmp_path / "fault"
+    fault_file.write_text("hang:600")
+    proc, url = start_server(
+        {"FAULT_FILE": str(fault_file), "REQUEST_TIMEOUT_S": "1"},
+        target="tests.support.faulty_app:app",
+    )
+    try:
+        response = httpx.post(f"{url}/v1/sentiment/predict", json={"reviews": ["hm"]}, timeout=10)
+        assert response.status_code == 504
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        proc.wait(20)
+        print(
+            f"\nSIGTERM with a hung model call: exited after {time.monotonic() - signalled:.1f} s"
+        )
+        assert "a call still running 1 s into shutdown is left behind" in server_log(proc)
     finally:
         stop_server(proc)

@@ -268,3 +268,26 @@ async def test_close_answers_queued_requests_then_refuses_new_ones() -> None:
     assert all(t.done() and not t.exception() for t in tasks)
     with pytest.raises(BatcherClosedError):
         await batcher.predict(instances(0, 1))
+
+
+async def test_close_leaves_a_hung_call_behind_after_the_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = FakeModel()
+    model.release.clear()  # the call never returns (until the test lets it)
+    batcher = await started(model, timeout_s=0.3)
+    hung = asyncio.create_task(batcher.predict(instances(0, 1)))
+    queued = asyncio.create_task(batcher.predict(instances(1, 1)))
+    await asyncio.sleep(0.05)
+    assert model.entered == 1
+    began = time.perf_counter()
+    await batcher.close()
+    took = time.perf_counter() - began
+    assert took < 2, f"close() waited {took:.1f} s for a call that never returns"
+    for task in (hung, queued):  # both answered by their deadline, neither lost
+        with pytest.raises(DeadlineExceededError):
+            await task
+    assert "left behind" in caplog.text
+    thread = next(t for t in threading.enumerate() if t.name.startswith("model-fake"))
+    assert thread.daemon, "a hung model thread must not keep the process from exiting"
+    model.release.set()
