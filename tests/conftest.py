@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,14 @@ from PIL import Image
 
 from app.config import Settings
 from app.main import create_app
+from tests.support.server import default_settings
 from training.data import default_data_dir, imdb_local_path, mnist_local_path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
+
+for _name, _value in default_settings().items():  # so that a .env does not reach the tests
+    os.environ.setdefault(_name, _value)
 
 
 def _online(host: str) -> bool:

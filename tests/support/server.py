@@ -23,6 +23,29 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def default_settings() -> dict[str, str]:
+    """Every setting at its default, as environment variables.
+
+    ``tests/conftest.py`` sets them, where the shell has not: the app under test reads a
+    ``.env`` in the repository folder too, and a developer's (``LOG_LEVEL=warning`` hides the
+    access log some tests read, ``API_KEYS`` locks most of them out) would fail the suite.
+    Environment variables beat ``.env``.
+    """
+    from app.config import Settings
+
+    values = {}
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, bool):
+            text = str(default).lower()
+        elif isinstance(default, list):
+            text = ",".join(map(str, default))
+        else:
+            text = str(default)
+        values[name.upper()] = text
+    return values
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
