@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from app.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,8 +33,6 @@ def default_settings() -> dict[str, str]:
     access log some tests read, ``API_KEYS`` locks most of them out) would fail the suite.
     Environment variables beat ``.env``.
     """
-    from app.config import Settings
-
     values = {}
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
