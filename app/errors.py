@@ -131,6 +131,7 @@ async def _service_error(request: Request, exc: Exception) -> Response:
 
 
 async def _batcher_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, batching.BatcherError)
     status, code, headers = _BATCHER_ERRORS.get(type(exc), (500, "model_error", {}))
     return error_response(request, status, code, str(exc), headers)
 

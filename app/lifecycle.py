@@ -341,7 +341,7 @@ class Lifecycle:
         self._reconcile(name)
 
     def _backoff(self, attempt: int) -> float:
-        return max(self.settings.model_poll_s, 0.5) * 2 ** (attempt - 1)
+        return float(max(self.settings.model_poll_s, 0.5) * 2 ** (attempt - 1))
 
     def _forget(self, name: str, version: int) -> None:
         entry = self.server.models.get(name)

@@ -107,7 +107,7 @@ class RequestContextMiddleware:
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _CLIENT_ID.fullmatch(candidate):
                 return candidate
     return os.urandom(16).hex()  # as random as uuid4().hex, and cheaper

@@ -124,7 +124,8 @@ class LoadedModel:
         """Blocking call of the signature on one batch; runs on the batcher's thread."""
         with tf.device(self.device):
             tensor = tf.convert_to_tensor(inputs, dtype=self._input_dtype)
-            return self._fn(**{self.input.name: tensor})[self.output.name].numpy()
+            outputs: np.ndarray = self._fn(**{self.input.name: tensor})[self.output.name].numpy()
+            return outputs
 
     def example_batch(self, size: int) -> np.ndarray:
         """A batch of blank instances of the right dtype and shape, for warm-up."""

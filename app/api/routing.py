@@ -46,6 +46,7 @@ class RequestRoute(APIRoute):
             )
 
         async def handle(request: Request) -> Response:
-            return await endpoint(request, **request.path_params)
+            response: Response = await endpoint(request, **request.path_params)
+            return response
 
         return handle

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from app.api.deps import authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable
-from app.model import LoadedModel
+from app.model import LoadedModel, TensorInfo
 from app.offload import off_loop
 from app.protocols.oip import codec
 from app.protocols.oip.schemas import (
@@ -115,7 +115,7 @@ def _metadata(server: ModelServer, ref: ModelRef) -> FastJSONResponse:
     )
 
 
-def _tensor_metadata(info: codec.TensorInfo) -> dict[str, object]:
+def _tensor_metadata(info: TensorInfo) -> dict[str, object]:
     return {
         "name": info.name,
         "datatype": codec.datatype_of(info.dtype),
@@ -158,7 +158,7 @@ async def model_config(name: str, request: Request) -> FastJSONResponse:
     model = server.resolve(ModelRef(name)).model
     settings = server.settings
 
-    def tensors(infos: dict[str, codec.TensorInfo]) -> list[dict[str, object]]:
+    def tensors(infos: dict[str, TensorInfo]) -> list[dict[str, object]]:
         return [
             {
                 "name": info.name,

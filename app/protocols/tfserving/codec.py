@@ -260,19 +260,22 @@ def _strings_nested(value: Any, settings: Settings, where: str) -> Any:
 
 
 def _string(value: Any, settings: Settings, where: str) -> str | bytes:
+    text: str | bytes
     if _is_b64(value):
-        value = _b64decode(value["b64"], where)
-    elif not isinstance(value, str):
+        text = _b64decode(value["b64"], where)
+    elif isinstance(value, str):
+        text = value
+    else:
         raise InvalidInput(
             f"{where} is {_json_type(value)}; the model takes strings "
             '(or {"b64": "<base64>"} for binary ones)'
         )
-    if len(value) > settings.max_review_chars:
+    if len(text) > settings.max_review_chars:
         raise InvalidInput(
-            f"{where} has {len(value)} characters; at most "
+            f"{where} has {len(text)} characters; at most "
             f"MAX_REVIEW_CHARS={settings.max_review_chars} are accepted"
         )
-    return value
+    return text
 
 
 def _b64decode(encoded: Any, where: str) -> bytes:
@@ -314,6 +317,7 @@ def _numeric(value: Any, shape: tuple[int | None, ...], spec: TensorInfo, where:
         raise InvalidInput(f"{where} is ragged: its lists differ in length") from None
     _check_depth(array, shape, where, channel_axis=image)
     types = set(map(type, array.flat)) if array.size else set()
+    allowed: set[type]
     if spec.dtype == "bool":
         allowed, what = {bool}, "true or false"
     elif spec.dtype.startswith(("int", "uint")):
