@@ -217,6 +217,7 @@ def test_versions_change_under_load_and_no_request_fails(
             polls_at_publish = sample(client).polls
         wait_for(lambda: observer.walk(1)[-1:] == ["END"], "version 1 to be unloaded")
         fault_file.write_text("")
+        assert not load.errors, load.errors[:10]  # nothing failed during the swap
         loading = next(s for s in observer.samples if s.states.get(2) in ("LOADING", "AVAILABLE"))
         assert loading.polls <= polls_at_publish + 2, "not picked up within two polls"
         switched = next(s.at for s in observer.samples if s.states.get(2) == "AVAILABLE")
@@ -235,6 +236,8 @@ def test_versions_change_under_load_and_no_request_fails(
         assert server_log(proc).count("cannot be loaded") == 1  # logged once, not every poll
         metrics = httpx.get(f"{url}/metrics").text
         assert 'model_load_failures_total{model="sentiment"} 1.0' in metrics
+        # Two attempts (MODEL_LOAD_RETRIES=1), then none at the polls since.
+        assert 'model_loads_total{model="sentiment",outcome="error"} 2.0' in metrics
 
         # 3. Version 1's folder goes: it was unloaded already, nothing changes.
         shutil.rmtree(model_dir / "sentiment" / "1")

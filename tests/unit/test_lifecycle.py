@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from app.config import Settings
 from app.errors import NotFound
@@ -46,6 +47,12 @@ def broken(model_dir: Path, name: str, version: int) -> Path:
     target = model_dir / name / str(version)
     folder.rename(target)
     return target
+
+
+def failed_loads() -> float:
+    """Load attempts that failed so far in this process (the service's own counter)."""
+    labels = {"model": "sentiment", "outcome": "error"}
+    return REGISTRY.get_sample_value("model_loads_total", labels) or 0.0
 
 
 def states(server: ModelServer, name: str = "sentiment") -> dict[int, str]:
@@ -145,9 +152,11 @@ async def test_a_broken_version_ends_with_its_error_and_the_old_one_serves(
     running: tuple[Lifecycle, ModelServer], model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     lifecycle, server = running
+    attempts_before = failed_loads()
     target = broken(model_dir, "sentiment", 2)
     with caplog.at_level(logging.ERROR, logger="app.lifecycle"):
         await poll(lifecycle, 5)
+    assert failed_loads() - attempts_before == 1  # MODEL_LOAD_RETRIES=0: one try, not one a poll
     status = server.models["sentiment"].versions[2]
     assert status.state is ModelState.END
     assert "cannot load the SavedModel" in status.error
