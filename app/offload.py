@@ -13,6 +13,7 @@ threads and memory holds whatever the clients do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import weakref
 from collections.abc import Callable
@@ -44,8 +45,15 @@ async def off_loop(fn: Callable[[*Ts], T], *args: *Ts) -> T:
     try:
         async with asyncio.timeout_at(DEADLINE.get(None)):
             await slots.acquire()
-            future = loop.run_in_executor(_EXECUTOR, fn, *args)
-            future.add_done_callback(lambda _: slots.release())
-            return await future
+            work = _EXECUTOR.submit(fn, *args)
+            # Released when the thread is done (or the work is dropped before it starts),
+            # not when this request stops waiting for it.
+            work.add_done_callback(lambda _: _release(loop, slots))
+            return await asyncio.wrap_future(work, loop=loop)
     except TimeoutError:
         raise DeadlineExceededError("the request was not decoded before its deadline") from None
+
+
+def _release(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for a slot
+        loop.call_soon_threadsafe(slots.release)
