@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from app.protocols import native, oip, tfserving
 
 
@@ -38,3 +40,8 @@ def error_body(path: str, code: str, message: str) -> dict[str, Any]:
         if protocol.owns(path):
             return protocol.error_body(code, message)
     return native.error_body(code, message)
+
+
+def error_responses(schema: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route answers, with its protocol's error body."""
+    return {status: {"model": schema} for status in statuses}

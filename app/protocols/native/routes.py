@@ -8,16 +8,17 @@ from app.api.deps import authorized_server, check_json, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import InvalidInput, UnsupportedMediaType
 from app.model import LoadedModel
+from app.protocols import error_responses
 from app.protocols.native import codec
 from app.protocols.native.schemas import (
     DIGITS_REQUEST_BODY,
     SENTIMENT_REQUEST_BODY,
     DigitsResponse,
+    ErrorResponse,
     ModelInfo,
     ModelList,
     SentimentResponse,
     VersionInfo,
-    error_responses,
 )
 from app.responses import FastJSONResponse
 from app.serving import Batch, ModelEntry, ModelRef
@@ -32,7 +33,7 @@ DIGITS = ModelRef("digits")
 @router.post(
     "/sentiment/predict",
     response_model=SentimentResponse,
-    responses=error_responses(400, 401, 404, 413, 415, 422, 503, 504, 500),
+    responses=error_responses(ErrorResponse, 400, 401, 404, 413, 415, 422, 503, 504, 500),
     openapi_extra={"requestBody": SENTIMENT_REQUEST_BODY},
     summary="Sentiment of movie reviews",
 )
@@ -53,7 +54,7 @@ async def predict_sentiment(request: Request) -> FastJSONResponse:
 @router.post(
     "/digits/predict",
     response_model=DigitsResponse,
-    responses=error_responses(400, 401, 404, 413, 415, 422, 503, 504, 500),
+    responses=error_responses(ErrorResponse, 400, 401, 404, 413, 415, 422, 503, 504, 500),
     openapi_extra={"requestBody": DIGITS_REQUEST_BODY},
     summary="Digits in uploaded images",
 )
@@ -93,7 +94,7 @@ async def predict_digits(request: Request) -> FastJSONResponse:
 @router.get(
     "/models",
     response_model=ModelList,
-    responses=error_responses(401, 503),
+    responses=error_responses(ErrorResponse, 401, 503),
     summary="The models served",
 )
 async def list_models(request: Request) -> ModelList:

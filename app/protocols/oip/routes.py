@@ -19,14 +19,15 @@ from app.api.routing import RequestRoute, direct
 from app.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable
 from app.model import LoadedModel, TensorInfo
 from app.offload import off_loop
+from app.protocols import error_responses
 from app.protocols.oip import codec
 from app.protocols.oip.schemas import (
     INFER_REQUEST_BODY,
     INFER_RESPONSES,
     ModelConfig,
     ModelMetadata,
+    OIPError,
     ServerMetadata,
-    error_responses,
 )
 from app.responses import FastJSONResponse
 from app.serving import ModelRef, ModelServer
@@ -39,8 +40,8 @@ PLATFORM = "tensorflow_savedmodel"
 MAX_VERSION_DIGITS = 18
 INLINE_INFLATE_BYTES = 64 * 1024
 COMPRESS_FROM_BYTES = 1024  # smaller answers gain nothing from compression
-READ_ERRORS = error_responses(401, 404, 503)
-INFER_ERRORS = {**INFER_RESPONSES, **error_responses(400, 401, 404, 413, 503, 504, 500)}
+READ_ERRORS = error_responses(OIPError, 401, 404, 503)
+INFER_ERRORS = {**INFER_RESPONSES, **error_responses(OIPError, 400, 401, 404, 413, 503, 504, 500)}
 
 
 def version_number(version: str) -> int:
@@ -61,7 +62,7 @@ async def live() -> Response:
 @router.get(
     "/health/ready",
     summary="Server ready",
-    responses={200: {"description": "Ready"}, **error_responses(503)},
+    responses={200: {"description": "Ready"}, **error_responses(OIPError, 503)},
 )
 async def ready(request: Request) -> Response:
     """200 when the service takes requests and its models are available; 503 otherwise."""
@@ -72,7 +73,10 @@ async def ready(request: Request) -> Response:
 
 
 @router.get(
-    "", response_model=ServerMetadata, responses=error_responses(401), summary="Server metadata"
+    "",
+    response_model=ServerMetadata,
+    responses=error_responses(OIPError, 401),
+    summary="Server metadata",
 )
 async def server_metadata(request: Request) -> FastJSONResponse:
     """The server's name, version and the protocol extensions it supports."""

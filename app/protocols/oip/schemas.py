@@ -199,8 +199,3 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     }
 }
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer, in the protocol's body."""
-    return {status: {"model": OIPError} for status in statuses}

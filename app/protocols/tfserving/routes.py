@@ -21,13 +21,14 @@ from app.api.deps import authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import NotFound
 from app.model import SIGNATURE, LoadedModel
+from app.protocols import error_responses
 from app.protocols.tfserving import codec
 from app.protocols.tfserving.schemas import (
     PREDICT_REQUEST_BODY,
     PREDICT_RESPONSES,
     ModelMetadataResponse,
     ModelStatusResponse,
-    error_responses,
+    TFServingError,
 )
 from app.responses import FastJSONResponse
 from app.serving import ModelRef, ModelServer, VersionStatus
@@ -35,8 +36,11 @@ from app.serving import ModelRef, ModelServer, VersionStatus
 router = APIRouter(prefix="/v1/models", tags=["TensorFlow Serving API"], route_class=RequestRoute)
 
 MAX_VERSION_DIGITS = 18  # fits an int64, as TF Serving's versions do
-READ_ERRORS = error_responses(401, 404, 503)
-PREDICT_ERRORS = {**PREDICT_RESPONSES, **error_responses(400, 401, 404, 413, 503, 504, 500)}
+READ_ERRORS = error_responses(TFServingError, 401, 404, 503)
+PREDICT_ERRORS = {
+    **PREDICT_RESPONSES,
+    **error_responses(TFServingError, 400, 401, 404, 413, 503, 504, 500),
+}
 
 
 def version_number(version: str) -> int:

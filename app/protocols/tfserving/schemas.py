@@ -174,8 +174,3 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
 }
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer, in TF Serving's error body."""
-    return {status: {"model": TFServingError} for status in statuses}
