@@ -1,10 +1,17 @@
-"""The micro-batcher with a fake model: no TensorFlow, no HTTP."""
+"""The micro-batcher with a fake model: no TensorFlow, no HTTP, no clocks.
+
+The fake model records each call as it enters and, while held, keeps it there; the tests wait
+for what they need (a call inside the model, requests in the queue) with ``until``, never for a
+fixed time, and assert on what the batcher did: which instances went into which call.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,30 +24,42 @@ from app.batching import (
     QueueFullError,
     RequestTooLargeError,
 )
+from tests.support.waiting import DEADLINE_S, until
 
 
 class FakeModel:
-    """Doubles its inputs; records every batch it sees; can be slowed down or made to fail."""
+    """Doubles its inputs. Records each call's inputs as it enters; while held, calls wait
+    inside until released; the calls whose 0-based index is in ``failing_calls`` raise."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.batches: list[np.ndarray] = []
-        self.failing_calls: set[int] = set()  # 0-based indexes of the calls that raise
-        self.release = threading.Event()
-        self.release.set()
-        self.entered = 0  # calls that have started, released or not
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []  # every call's inputs, in the order they entered
+        self.returned = 0  # calls that have left the model
+        self.failing_calls: set[int] = set()
+        self._open = threading.Event()
+        self._open.set()
         self._lock = threading.Lock()
+
+    def hold(self) -> None:
+        """From now on, calls wait inside the model until :meth:`release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         with self._lock:
-            self.entered += 1
-        self.release.wait(10)
-        self.batches.append(inputs.copy())
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        if len(self.batches) - 1 in self.failing_calls:
+            index = len(self.batches)
+            self.batches.append(inputs.copy())
+        self._open.wait()
+        with self._lock:
+            self.returned += 1
+        if index in self.failing_calls:
             raise RuntimeError("boom")
         return inputs * 2
+
+    @property
+    def entered(self) -> int:
+        return len(self.batches)
 
     @property
     def sizes(self) -> list[int]:
@@ -52,6 +71,8 @@ class FakeModel:
 
 
 class Recorder:
+    """The batcher's observer: what it reported."""
+
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
         self.failed = 0
@@ -64,191 +85,220 @@ class Recorder:
         self.failed += not ok
 
 
-async def started(model: FakeModel, **kwargs) -> MicroBatcher:
-    batcher = MicroBatcher("fake", model, **kwargs)
+@asynccontextmanager
+async def running(model: FakeModel, **settings: Any) -> AsyncIterator[MicroBatcher]:
+    """A started batcher on ``model``; on the way out (a failed test too) the model is released
+    and the batcher closed, so that no call is left waiting."""
+    batcher = MicroBatcher("fake", model, **settings)
     batcher.start()
-    return batcher
+    try:
+        yield batcher
+    finally:
+        model.release()
+        await batcher.close()
 
 
 def instances(start: int, n: int) -> np.ndarray:
     return np.arange(start, start + n, dtype=np.float64)
 
 
+def spawn(batcher: MicroBatcher, start: int, n: int = 1) -> asyncio.Task[np.ndarray]:
+    return asyncio.create_task(batcher.predict(instances(start, n)))
+
+
 async def test_concurrent_requests_get_their_own_answers_in_order() -> None:
-    model = FakeModel(delay_s=0.01)
-    batcher = await started(model, max_batch_size=16)
-    sizes = [1, 3, 2, 5, 1, 4] * 5
-    starts = np.cumsum([0, *sizes[:-1]]) * 10
-    results = await asyncio.gather(
-        *(batcher.predict(instances(int(s), n)) for s, n in zip(starts, sizes, strict=True))
-    )
+    model = FakeModel()
+    model.hold()
+    async with running(model, max_batch_size=16) as batcher:
+        sizes = [1, 3, 2, 5, 1, 4] * 5
+        starts = [int(s) for s in np.cumsum([0, *sizes[:-1]]) * 10]
+        tasks = [spawn(batcher, s, n) for s, n in zip(starts, sizes, strict=True)]
+        await until(
+            lambda: model.entered == 1 and batcher.queued == sum(sizes) - model.sizes[0],
+            lambda: f"one call inside the model, the rest queued ({model.sizes}, {batcher.queued})",
+        )
+        model.release()
+        results = await asyncio.gather(*tasks)
     for s, n, result in zip(starts, sizes, results, strict=True):
-        np.testing.assert_array_equal(result, instances(int(s), n) * 2)
+        np.testing.assert_array_equal(result, instances(s, n) * 2)
     assert sum(model.sizes) == sum(sizes)
-    assert max(model.sizes) > 1, "concurrent requests should share model calls"
     assert max(model.sizes) <= 16
-    await batcher.close()
+    assert model.entered < len(sizes), "concurrent requests should share model calls"
 
 
 async def test_busy_model_accumulates_newcomers_into_one_call() -> None:
     model = FakeModel()
     recorder = Recorder()
-    batcher = await started(model, max_batch_size=64, observer=recorder)
-    model.release.clear()  # the first call blocks until released
-    first = asyncio.create_task(batcher.predict(instances(0, 1)))
-    await asyncio.sleep(0.05)
-    rest = [asyncio.create_task(batcher.predict(instances(100 + i, 1))) for i in range(20)]
-    await asyncio.sleep(0.05)
-    model.release.set()
-    await asyncio.gather(first, *rest)
+    model.hold()
+    async with running(model, max_batch_size=64, observer=recorder) as batcher:
+        first = spawn(batcher, 0)
+        await until(lambda: model.entered == 1, "the first request inside the model")
+        rest = [spawn(batcher, 100 + i) for i in range(20)]
+        await until(lambda: batcher.queued == 20, lambda: f"20 queued, not {batcher.queued}")
+        model.release()
+        await asyncio.gather(first, *rest)
     assert model.sizes == [1, 20]
     assert recorder.batch_sizes == [1, 20]
-    await batcher.close()
 
 
 async def test_up_to_max_concurrent_batches_calls_run_at_once() -> None:
     model = FakeModel()
-    batcher = await started(model, max_batch_size=64, max_concurrent_batches=2)
-    model.release.clear()  # every call blocks until released
-    first = asyncio.create_task(batcher.predict(instances(0, 1)))
-    await asyncio.sleep(0.05)
-    second = asyncio.create_task(batcher.predict(instances(10, 2)))
-    await asyncio.sleep(0.05)
-    rest = [asyncio.create_task(batcher.predict(instances(100 + i, 1))) for i in range(5)]
-    await asyncio.sleep(0.05)
-    # Two calls are inside the model; the newcomers wait for the first free one, together.
-    assert model.entered == 2
-    assert batcher.queued == 5
-    closing = asyncio.create_task(batcher.close())  # answers everything in flight and queued
-    model.release.set()
-    results = await asyncio.gather(first, second, *rest)
-    await closing
+    model.hold()
+    async with running(model, max_batch_size=64, max_concurrent_batches=2) as batcher:
+        first = spawn(batcher, 0)
+        await until(lambda: model.entered == 1, "the first call inside the model")
+        second = spawn(batcher, 10, 2)
+        await until(lambda: model.entered == 2, "a second call beside the first")
+        rest = [spawn(batcher, 100 + i) for i in range(5)]
+        # Two calls are inside the model; the newcomers wait for the first free one, together.
+        await until(lambda: batcher.queued == 5, lambda: f"5 queued, not {batcher.queued}")
+        assert model.entered == 2
+        closing = asyncio.create_task(batcher.close())  # answers everything in flight and queued
+        model.release()
+        results = await asyncio.gather(first, second, *rest)
+        await closing
     np.testing.assert_array_equal(results[1], instances(10, 2) * 2)
-    assert sorted(model.sizes) == [1, 2, 5]
-    assert model.entered == 3
+    assert model.sizes == [1, 2, 5]
 
 
 async def test_lone_request_runs_at_once_without_delay() -> None:
+    """With no batch delay an idle batcher hands a lone request to the model at once, alone."""
     model = FakeModel()
-    batcher = await started(model, max_batch_delay_s=0.0)
-    started_at = time.perf_counter()
-    for _ in range(20):
-        await batcher.predict(instances(0, 1))
-    per_request = (time.perf_counter() - started_at) / 20
-    # No timer between an idle worker and a lone request: far below any plausible batching delay.
-    assert per_request < 0.05
-    assert model.sizes == [1] * 20
-    await batcher.close()
+    recorder = Recorder()
+    async with running(model, max_batch_delay_s=0.0, observer=recorder) as batcher:
+        for i in range(20):
+            np.testing.assert_array_equal(await batcher.predict(instances(i, 1)), [2.0 * i])
+        model.hold()
+        lone = spawn(batcher, 99)
+        # No timer between an idle worker and a lone request: the worker takes it off the
+        # queue within a few turns of the event loop, in which the loop's clock barely moves.
+        for _ in range(10):
+            await asyncio.sleep(0)  # a turn of the loop, not a wait on its clock
+            if batcher.queued == 0:
+                break
+        assert batcher.queued == 0, "a lone request waited on a timer for company"
+        await until(lambda: model.entered == 21, "the lone request inside the model")
+        model.release()
+        await lone
+    assert model.sizes == [1] * 21
+    assert recorder.batch_sizes == [1] * 21
 
 
 async def test_batch_delay_waits_for_a_fuller_batch() -> None:
     model = FakeModel()
-    batcher = await started(model, max_batch_size=8, max_batch_delay_s=0.2)
+    # A delay no test outlives: only a full batch can end the wait.
+    async with running(model, max_batch_size=8, max_batch_delay_s=3600) as batcher:
+        tasks = []
+        for i in range(7):
+            tasks.append(spawn(batcher, i))
+            await until(lambda n=i + 1: batcher.queued == n, f"{i + 1} requests queued")
+        assert model.entered == 0  # seven of eight: still waiting for a fuller batch
+        tasks.append(spawn(batcher, 7))
+        await asyncio.gather(*tasks)
+    assert model.sizes == [8]
 
-    async def staggered(i: int) -> np.ndarray:
-        await asyncio.sleep(0.01 * i)
-        return await batcher.predict(instances(i, 1))
 
-    await asyncio.gather(*(staggered(i) for i in range(8)))
-    assert model.sizes == [8]  # the queue filled up before the delay ran out
-    await batcher.close()
+async def test_batch_delay_runs_a_partial_batch_once_it_is_over() -> None:
+    model = FakeModel()
+    async with running(model, max_batch_size=8, max_batch_delay_s=0.05) as batcher:
+        # Never a full batch: only the delay running out sends these (before their deadline).
+        results = await asyncio.gather(*(batcher.predict(instances(i, 1)) for i in range(3)))
+    assert [float(r[0]) for r in results] == [0.0, 2.0, 4.0]
+    assert model.sizes == [3]
 
 
 async def test_large_request_is_split_at_the_cap_and_reassembled() -> None:
     model = FakeModel()
-    batcher = await started(model, max_batch_size=4)
-    result = await batcher.predict(instances(0, 10))
+    async with running(model, max_batch_size=4) as batcher:
+        result = await batcher.predict(instances(0, 10))
     np.testing.assert_array_equal(result, instances(0, 10) * 2)
     assert model.sizes == [4, 4, 2]
-    await batcher.close()
 
 
 async def test_multi_instance_requests_stay_whole_below_the_cap() -> None:
     model = FakeModel()
-    batcher = await started(model, max_batch_size=5)
-    model.release.clear()
-    first = asyncio.create_task(batcher.predict(instances(0, 1)))
-    await asyncio.sleep(0.05)
-    tasks = [asyncio.create_task(batcher.predict(instances(10 * i, 3))) for i in range(1, 4)]
-    await asyncio.sleep(0.05)
-    model.release.set()
-    await asyncio.gather(first, *tasks)
+    model.hold()
+    async with running(model, max_batch_size=5) as batcher:
+        first = spawn(batcher, 0)
+        await until(lambda: model.entered == 1, "the first request inside the model")
+        tasks = [spawn(batcher, 10 * i, 3) for i in range(1, 4)]
+        await until(lambda: batcher.queued == 9, lambda: f"9 queued, not {batcher.queued}")
+        model.release()
+        await asyncio.gather(first, *tasks)
     assert model.sizes == [1, 3, 3, 3]  # 3 + 3 > 5: never split a 3-instance request
-    await batcher.close()
 
 
 async def test_overload_is_refused_at_once() -> None:
     model = FakeModel()
-    batcher = await started(model, max_batch_size=2, max_queue_size=4)
-    model.release.clear()
-    blocker = asyncio.create_task(batcher.predict(instances(0, 2)))
-    await asyncio.sleep(0.05)  # the worker holds the first batch; the queue is empty again
-    queued = [asyncio.create_task(batcher.predict(instances(10 + i, 1))) for i in range(4)]
-    await asyncio.sleep(0)
-    with pytest.raises(QueueFullError):
-        await batcher.predict(instances(99, 1))
-    with pytest.raises(RequestTooLargeError):
-        await batcher.predict(instances(0, 5))
-    model.release.set()
-    await asyncio.gather(blocker, *queued)
-    assert batcher.queued == 0
-    await batcher.close()
+    model.hold()
+    async with running(model, max_batch_size=2, max_queue_size=4) as batcher:
+        blocker = spawn(batcher, 0, 2)
+        await until(lambda: model.entered == 1, "the first batch inside the model")
+        queued = [spawn(batcher, 10 + i) for i in range(4)]
+        await until(lambda: batcher.queued == 4, "a full queue")
+        with pytest.raises(QueueFullError):
+            await batcher.predict(instances(99, 1))
+        with pytest.raises(RequestTooLargeError):
+            await batcher.predict(instances(0, 5))
+        model.release()
+        await asyncio.gather(blocker, *queued)
+        assert batcher.queued == 0
+    assert 99.0 not in model.seen
 
 
 async def test_request_past_its_deadline_never_reaches_the_model() -> None:
     model = FakeModel()
-    batcher = await started(model, timeout_s=0.1)
-    model.release.clear()
-    blocker = asyncio.create_task(batcher.predict(instances(0, 1)))
-    await asyncio.sleep(0.02)
-    with pytest.raises(DeadlineExceededError):
-        await batcher.predict(instances(777, 1))
-    assert batcher.queued == 0
-    model.release.set()
-    with pytest.raises(DeadlineExceededError):
-        await blocker  # its call outlived the deadline too
-    assert 777.0 not in model.seen
-    await batcher.predict(instances(5, 1))  # and the worker is not wedged
-    await batcher.close()
+    model.hold()
+    async with running(model, timeout_s=0.1) as batcher:
+        blocker = spawn(batcher, 0)
+        await until(lambda: model.entered == 1, "the first request inside the model")
+        with pytest.raises(DeadlineExceededError):
+            await batcher.predict(instances(777, 1))
+        assert batcher.queued == 0
+        model.release()
+        with pytest.raises(DeadlineExceededError):
+            await blocker  # its call outlived the deadline too
+        assert 777.0 not in model.seen
+        await batcher.predict(instances(5, 1))  # and the worker is not wedged
 
 
 async def test_cancelled_request_is_dropped_from_the_queue() -> None:
     model = FakeModel()
-    batcher = await started(model)
-    model.release.clear()
-    blocker = asyncio.create_task(batcher.predict(instances(0, 1)))
-    await asyncio.sleep(0.02)
-    gone = asyncio.create_task(batcher.predict(instances(555, 1)))
-    await asyncio.sleep(0.02)
-    assert batcher.queued == 1
-    gone.cancel()  # what a disconnecting client does
-    await asyncio.sleep(0)
-    assert batcher.queued == 0
-    model.release.set()
-    await blocker
-    await batcher.predict(instances(6, 1))
+    model.hold()
+    async with running(model) as batcher:
+        blocker = spawn(batcher, 0)
+        await until(lambda: model.entered == 1, "the first request inside the model")
+        gone = spawn(batcher, 555)
+        await until(lambda: batcher.queued == 1, "the second request queued")
+        gone.cancel()  # what a disconnecting client does
+        # Its room comes back while the model is still busy: only withdrawal can empty the queue.
+        await until(lambda: batcher.queued == 0, "the cancelled request off the queue")
+        assert model.entered == 1
+        model.release()
+        await blocker
+        await batcher.predict(instances(6, 1))
     assert 555.0 not in model.seen
-    await batcher.close()
+    assert gone.cancelled()
 
 
 async def test_failing_call_fails_only_its_batch() -> None:
     model = FakeModel()
     model.failing_calls = {1}  # the second call, which holds the three queued requests
     recorder = Recorder()
-    batcher = await started(model, observer=recorder)
-    model.release.clear()
-    blocker = asyncio.create_task(batcher.predict(instances(0, 1)))
-    await asyncio.sleep(0.02)
-    doomed = [asyncio.create_task(batcher.predict(instances(10 + i, 1))) for i in range(3)]
-    await asyncio.sleep(0.02)
-    model.release.set()
-    await blocker
-    for task in doomed:
-        with pytest.raises(BatchFailedError, match="boom"):
-            await task
-    np.testing.assert_array_equal(await batcher.predict(instances(3, 2)), instances(3, 2) * 2)
+    model.hold()
+    async with running(model, observer=recorder) as batcher:
+        blocker = spawn(batcher, 0)
+        await until(lambda: model.entered == 1, "the first request inside the model")
+        doomed = [spawn(batcher, 10 + i) for i in range(3)]
+        await until(lambda: batcher.queued == 3, "three requests queued")
+        model.release()
+        await blocker
+        for task in doomed:
+            with pytest.raises(BatchFailedError, match="boom"):
+                await task
+        np.testing.assert_array_equal(await batcher.predict(instances(3, 2)), instances(3, 2) * 2)
+    assert model.sizes == [1, 3, 2]
     assert recorder.failed == 1
-    await batcher.close()
 
 
 async def test_wrong_number_of_outputs_fails_the_batch_loudly() -> None:
@@ -260,34 +310,44 @@ async def test_wrong_number_of_outputs_fails_the_batch_loudly() -> None:
 
 
 async def test_close_answers_queued_requests_then_refuses_new_ones() -> None:
-    model = FakeModel(delay_s=0.02)
-    batcher = await started(model, max_batch_size=2)
-    tasks = [asyncio.create_task(batcher.predict(instances(i, 1))) for i in range(6)]
-    await asyncio.sleep(0)
-    await batcher.close()
-    assert all(t.done() and not t.exception() for t in tasks)
-    with pytest.raises(BatcherClosedError):
-        await batcher.predict(instances(0, 1))
+    model = FakeModel()
+    model.hold()
+    async with running(model, max_batch_size=2) as batcher:
+        tasks = [spawn(batcher, i) for i in range(6)]
+        await until(
+            lambda: model.entered == 1 and batcher.queued == 6 - model.sizes[0],
+            "one batch inside the model, the rest queued",
+        )
+        closing = asyncio.create_task(batcher.close())
+        await asyncio.sleep(0)  # one turn of the loop, no clock: close() has begun
+        with pytest.raises(BatcherClosedError):
+            await batcher.predict(instances(0, 1))
+        assert not closing.done()  # still answering what it took in
+        model.release()
+        await closing
+        assert all(t.done() for t in tasks)
+        results = [t.result() for t in tasks]  # every queued request answered, none refused
+    assert [float(r[0]) for r in results] == [2.0 * i for i in range(6)]
+    assert sum(model.sizes) == 6
 
 
 async def test_close_leaves_a_hung_call_behind_after_the_deadline(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     model = FakeModel()
-    model.release.clear()  # the call never returns (until the test lets it)
-    batcher = await started(model, timeout_s=0.3)
-    hung = asyncio.create_task(batcher.predict(instances(0, 1)))
-    queued = asyncio.create_task(batcher.predict(instances(1, 1)))
-    await asyncio.sleep(0.05)
-    assert model.entered == 1
-    began = time.perf_counter()
-    await batcher.close()
-    took = time.perf_counter() - began
-    assert took < 2, f"close() waited {took:.1f} s for a call that never returns"
-    for task in (hung, queued):  # both answered by their deadline, neither lost
-        with pytest.raises(DeadlineExceededError):
-            await task
-    assert "left behind" in caplog.text
-    thread = next(t for t in threading.enumerate() if t.name.startswith("model-fake"))
-    assert thread.daemon, "a hung model thread must not keep the process from exiting"
-    model.release.set()
+    model.hold()  # the call never returns (until the test is over)
+    async with running(model, timeout_s=0.3) as batcher:
+        hung = spawn(batcher, 0)
+        queued = spawn(batcher, 1)
+        await until(lambda: model.entered == 1, "the first call inside the model")
+        try:
+            await asyncio.wait_for(batcher.close(), DEADLINE_S)
+        except TimeoutError:
+            pytest.fail("close() waits for a model call that never returns")
+        assert model.returned == 0  # close() came back while the call still hangs
+        for task in (hung, queued):  # both answered by their deadline, neither lost
+            with pytest.raises(DeadlineExceededError):
+                await task
+        assert "left behind" in caplog.text
+        thread = next(t for t in threading.enumerate() if t.name.startswith("model-fake"))
+        assert thread.daemon, "a hung model thread must not keep the process from exiting"
