@@ -5,8 +5,9 @@
   one per core is answered in full on a slow machine;
 * ``busy_server``: a queue of 4 instances per model and a 250 ms batch delay (so bursts overflow it),
   API keys required and /metrics closed;
-* ``faulty_server``: ``tests.support.faulty_app`` with a fault file the tests write, a 1 s
-  request timeout, and one API key (with /metrics left public).
+* ``faulty_server``: ``tests.support.faulty_app`` with a fault file the tests write, a 3 s
+  request timeout, and one API key (with /metrics left public); tests take it through
+  ``faulty``, which clears the fault before and after.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.robustness.helpers import API_KEYS, BUSY_QUEUE, MAX_REQUEST_BYTES, Server
+from tests.robustness.helpers import API_KEYS, BUSY_QUEUE, MAX_REQUEST_BYTES, Server, answers
 from tests.support.server import start_server, stop_server
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,7 +62,9 @@ def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     proc, url = start_server(
         {
             "FAULT_FILE": str(fault_file),
-            "REQUEST_TIMEOUT_S": "1",
+            # Long enough that a client's disconnect is noticed well before its deadline on a
+            # loaded machine (the disconnect tests tell the two apart), short for the 504 tests.
+            "REQUEST_TIMEOUT_S": "3",
             "API_KEYS": API_KEYS[1],
             "MAX_CONCURRENT_BATCHES": "2",  # the hang tests hold both model threads
         },
@@ -68,3 +72,14 @@ def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     yield Server(proc, url, fault_file)
     stop_server(proc)
+
+
+@pytest.fixture
+def faulty(faulty_server: Server) -> Iterator[Server]:
+    """``faulty_server`` with no fault and no model calls recorded; afterwards the fault is
+    cleared (which lets a held call go) and the test waits until a prediction succeeds."""
+    faulty_server.fault("")
+    faulty_server.forget_calls()
+    yield faulty_server
+    faulty_server.fault("")
+    wait_until(lambda: answers(faulty_server), "the model answering again after the test")

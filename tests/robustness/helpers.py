@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
 
+import httpx
 import numpy as np
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.server import rss_kib
 
@@ -23,6 +25,7 @@ API_KEYS = (
     "robust-key-1",
     "robust-key-2",
 )  # both on ``busy_server``, the second on ``faulty_server``
+FAULTY_AUTH = {"Authorization": f"Bearer {API_KEYS[1]}"}  # ``faulty_server``'s key
 
 REVIEWS = [
     "An absolute masterpiece, moving and beautifully acted.",
@@ -53,8 +56,45 @@ class Server:
         raise RuntimeError(f"no VmHWM for process {self.proc.pid}")
 
     def fault(self, spec: str) -> None:
+        """Set the fault of ``tests.support.faulty_app`` (``faulty_server`` only)."""
         assert self.fault_file is not None
         self.fault_file.write_text(spec)
+
+    def model_calls(self, model: str) -> list[int]:
+        """Instances of each call that reached ``model``, in order, since ``forget_calls``;
+        written by ``tests.support.faulty_app`` as each call enters (``faulty_server`` only)."""
+        assert self.fault_file is not None
+        path = self.fault_file.with_name(self.fault_file.name + ".calls")
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [int(n) for name, n in (line.split() for line in lines) if name == model]
+
+    def forget_calls(self) -> None:
+        assert self.fault_file is not None
+        self.fault_file.with_name(self.fault_file.name + ".calls").write_text("")
+
+    def metric(self, name: str, headers: dict[str, str] | None = None, **labels: str) -> float:
+        """The sum of ``/metrics``' samples called ``name`` with these labels (0 if none)."""
+        response = httpx.get(f"{self.url}/metrics", headers=headers, timeout=10)
+        response.raise_for_status()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+
+def answers(server: Server) -> bool:
+    """Whether a sentiment prediction succeeds on ``faulty_server`` now (504: a call is still
+    held in the model)."""
+    response = httpx.post(
+        f"{server.url}/v1/sentiment/predict",
+        json={"reviews": ["fine"]},
+        headers=FAULTY_AUTH,
+        timeout=30,
+    )
+    assert response.status_code in (200, 504), response.text
+    return response.status_code == 200
 
 
 # ---- files ------------------------------------------------------------------------------

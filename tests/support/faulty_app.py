@@ -1,11 +1,16 @@
 """Test-only: the real service with a fault switch in front of every model call.
 
-Run ``uvicorn tests.support.faulty_app:app`` with ``FAULT_FILE=/some/path``. Before each batch
-reaches the model, the file is read (missing or empty: no fault):
+Run ``uvicorn tests.support.faulty_app:app`` with ``FAULT_FILE=/some/path``. Every model call
+first appends a line ``<model> <instances>`` to ``<FAULT_FILE>.calls`` (the tests' evidence of
+which calls reached a model, and when one is inside), then reads the fault file (missing or
+empty: no fault):
 
 * ``raise``: the model call raises RuntimeError (the batch fails: 500 ``model_error``);
 * ``short``: the model answers one output too few (the batch fails the same way);
-* ``hang:S`` (or ``delay:S``): the call sleeps S seconds, then runs the real model.
+* ``hang:S`` (or ``delay:S``): the call sleeps S seconds, then runs the real model;
+* ``block`` or ``block:<model>``: the call (of every model, or of that one) waits until the
+  fault file says something else, then runs the real model; so a test holds a call exactly as
+  long as it needs, and lets it go by writing the file.
 
 ``GET /faults/bug`` raises RuntimeError, as a bug in a route would.
 
@@ -16,6 +21,7 @@ lifespan is wrapped, to swap each batcher's predict function once the models are
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +32,9 @@ from fastapi import FastAPI
 
 from app.batching import PredictFn
 from app.main import create_app
+
+BLOCK_POLL_S = 0.01  # how often a blocked call looks at the fault file again
+_calls_lock = threading.Lock()
 
 
 def current_fault() -> str:
@@ -38,13 +47,30 @@ def current_fault() -> str:
         return ""
 
 
-def with_fault(predict: PredictFn) -> PredictFn:
+def blocks(fault: str, model: str) -> bool:
+    """Whether ``fault`` holds the calls of ``model``."""
+    kind, _, which = fault.partition(":")
+    return kind == "block" and which in ("", model)
+
+
+def record_call(model: str, instances: int) -> None:
+    path = os.environ.get("FAULT_FILE")
+    if path:
+        with _calls_lock, open(f"{path}.calls", "a") as calls:
+            calls.write(f"{model} {instances}\n")
+
+
+def with_fault(predict: PredictFn, model: str) -> PredictFn:
     def faulty_predict(inputs: np.ndarray) -> np.ndarray:
+        record_call(model, len(inputs))
         fault = current_fault()
         if fault == "raise":
             raise RuntimeError("injected fault")
         if fault.startswith(("hang:", "delay:")):
             time.sleep(float(fault.partition(":")[2]))
+        while blocks(fault, model):
+            time.sleep(BLOCK_POLL_S)
+            fault = current_fault()
         outputs = predict(inputs)
         if fault == "short":
             return outputs[:-1]
@@ -61,7 +87,8 @@ def create_faulty_app() -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with serve(app):
             for servable in app.state.server:
-                servable.batcher._predict = with_fault(servable.batcher._predict)
+                batcher = servable.batcher
+                batcher._predict = with_fault(batcher._predict, servable.model.name)
             yield
 
     app.router.lifespan_context = lifespan
