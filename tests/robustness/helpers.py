@@ -7,6 +7,7 @@ import re
 import socket
 import struct
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
@@ -17,6 +18,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.server import rss_kib
+from tests.support.waiting import wait_until
 
 # The servers' settings (see conftest.py).
 MAX_REQUEST_BYTES = 2 * 1024 * 1024  # ``server``
@@ -95,6 +97,27 @@ def answers(server: Server) -> bool:
     )
     assert response.status_code in (200, 504), response.text
     return response.status_code == 200
+
+
+def hold_sentiment_threads(server: Server, pool: ThreadPoolExecutor) -> list[Future[int]]:
+    """On ``faulty_server`` with fault ``block:sentiment``: one request per sentiment model
+    thread (MAX_CONCURRENT_BATCHES=2), sent one after the other so that each is a call of its
+    own, both held inside the model. Returns the futures of their status codes."""
+
+    def post(review: str) -> int:
+        response = httpx.post(
+            f"{server.url}/v1/sentiment/predict",
+            json={"reviews": [review]},
+            headers=FAULTY_AUTH,
+            timeout=30,
+        )
+        return response.status_code
+
+    held = []
+    for n in (1, 2):
+        held.append(pool.submit(post, f"held {n}"))
+        wait_until(lambda n=n: server.model_calls("sentiment") == [1] * n, f"{n} call(s) held")
+    return held
 
 
 # ---- files ------------------------------------------------------------------------------

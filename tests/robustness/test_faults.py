@@ -20,7 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.robustness.helpers import FAULTY_AUTH, REVIEWS, Server, answers, digit_image, encode
+from tests.robustness.helpers import (
+    FAULTY_AUTH,
+    REVIEWS,
+    Server,
+    answers,
+    digit_image,
+    encode,
+    hold_sentiment_threads,
+)
 from tests.support.server import server_log
 from tests.support.waiting import wait_until
 
@@ -109,11 +117,7 @@ def test_a_queued_request_whose_client_left_never_reaches_the_model(faulty: Serv
     faulty.fault("block:sentiment")
     closed_before = _closed_by_client(faulty)
     with ThreadPoolExecutor(2) as pool:
-        # One call per model thread (MAX_CONCURRENT_BATCHES=2), both held inside the model.
-        held = [pool.submit(_post, faulty, "first")]
-        wait_until(lambda: faulty.model_calls("sentiment") == [1], "the first call held")
-        held.append(pool.submit(_post, faulty, "second"))
-        wait_until(lambda: faulty.model_calls("sentiment") == [1, 1], "both model threads held")
+        held = hold_sentiment_threads(faulty, pool)
         body = json.dumps({"reviews": ["queued, then gone"]}).encode()
         head = (
             f"POST {SENTIMENT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
@@ -125,8 +129,11 @@ def test_a_queued_request_whose_client_left_never_reaches_the_model(faulty: Serv
         # The client is gone. Only a withdrawal can empty the queue now (both threads are
         # held), and it must come from the disconnect, a 499, not from the deadline, a 504.
         wait_until(lambda: _sentiment_depth(faulty) == 0, "the abandoned request off the queue")
-        assert _closed_by_client(faulty) == closed_before + 1
-        assert [call.result().status_code for call in held] == [504, 504]  # their deadline
+        wait_until(
+            lambda: _closed_by_client(faulty) == closed_before + 1,
+            "the abandoned request counted as closed by its client (499)",
+        )
+        assert [call.result() for call in held] == [504, 504]  # their deadline
     faulty.fault("")  # let the held calls go
     assert _post(faulty, "after").status_code == 200
     assert faulty.model_calls("sentiment") == [1, 1, 1]  # the two held, then "after"
