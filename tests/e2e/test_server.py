@@ -7,13 +7,17 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MODELS, png
 from tests.support.server import free_port, server_log, start_server, stop_server
+from tests.support.waiting import wait_until
 
 REVIEWS = [
     "An absolute masterpiece, moving and beautifully acted.",
@@ -125,13 +129,14 @@ def test_sigterm_finishes_accepted_requests_then_exits_cleanly() -> None:
         # 80 requests of 100 instances: seconds of model work, so that some is still queued
         # when SIGTERM comes.
         load = asyncio.create_task(mixed_requests(url, 80, per_request=100))
-        await asyncio.sleep(0.05)
-        before = time.monotonic()
-        while time.monotonic() - before < 20:  # until the server is busy answering
+        deadline = time.monotonic() + 60
+        while True:  # until the server is busy answering, with more work queued
             metrics = (await asyncio.to_thread(httpx.get, f"{url}/metrics")).text
-            if sum(batch_count(metrics, m)[1] for m in ("sentiment", "digits")) >= 200:
+            done_before = sum(batch_count(metrics, m)[1] for m in ("sentiment", "digits"))
+            queued = sum(map(float, re.findall(r"model_queue_depth\{[^}]*\} (\S+)", metrics)))
+            if done_before >= 200 and queued > 0:
                 break
-        done_before = sum(batch_count(metrics, m)[1] for m in ("sentiment", "digits"))
+            assert time.monotonic() < deadline, f"{done_before:g} answered, {queued:g} queued"
         proc.send_signal(signal.SIGTERM)
         results = await load
         answered = sum(100 for *_, status, _ in results if status == 200)
@@ -157,25 +162,76 @@ def test_sigterm_finishes_accepted_requests_then_exits_cleanly() -> None:
         stop_server(proc)
 
 
-def test_metrics_add_up_across_worker_processes() -> None:
-    proc, url = start_server(
-        {"MODEL_DIR": str(MODELS), "WORKERS": "2"}, python_m_app=True, ready_timeout_s=120
-    )
-    try:
-        # Wait until both workers are up, then spread requests over fresh connections.
-        time.sleep(5)
-        for _ in range(40):
-            with httpx.Client(base_url=url) as client:
-                r = client.post("/v1/sentiment/predict", json={"reviews": ["Great fun."]})
-                assert r.status_code == 200
-        metrics = httpx.get(f"{url}/metrics").text
-        counted = re.search(
-            r'http_requests_total{endpoint="/v1/sentiment/predict",method="POST",status="200"} (\S+)',
-            metrics,
+SENTIMENT_200 = {"endpoint": "/v1/sentiment/predict", "method": "POST", "status": "200"}
+
+
+def answered_by_each_worker(metrics_dir: Path) -> dict[int, float]:
+    """Sentiment 200s counted by each worker, from the file that worker writes its samples
+    to (prometheus-client's multiprocess mode: ``counter_<pid>.db``), read one at a time."""
+    counts = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.removeprefix("counter_"))
+        counts[pid] = sum(
+            sample.value
+            for family in MultiProcessCollector.merge([str(path)])
+            for sample in family.samples
+            if sample.name == "http_requests_total" and sample.labels == SENTIMENT_200
         )
-        assert counted, metrics[:2000]
-        assert float(counted[1]) == 40
-        assert batch_count(metrics, "sentiment")[1] >= 40
+    return counts
+
+
+def parent_pid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)[1])
+
+
+def test_metrics_add_up_across_worker_processes(tmp_path: Path) -> None:
+    """Two workers each answer some of the requests (by the samples each wrote itself), and
+    ``/metrics``, answered by one of them, shows the sum: exactly the requests sent."""
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    env = {"MODEL_DIR": str(MODELS), "WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    proc, url = start_server(env, python_m_app=True, ready_timeout_s=120)
+    try:
+        wait_until(
+            lambda: server_log(proc).count("Application startup complete.") == 2,
+            "both workers loaded their models",
+            within_s=120,
+        )
+        sent = 0
+
+        async def spread(n: int) -> None:
+            # A fresh connection each: the workers take turns accepting them.
+            async def one() -> None:
+                async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                    r = await client.post("/v1/sentiment/predict", json={"reviews": ["Great fun."]})
+                    assert r.status_code == 200, r.text
+
+            await asyncio.gather(*(one() for _ in range(n)))
+
+        def both_workers_answered() -> bool:
+            nonlocal sent
+            if sum(n > 0 for n in answered_by_each_worker(metrics_dir).values()) >= 2:
+                return True
+            asyncio.run(spread(20))
+            sent += 20
+            return False
+
+        wait_until(both_workers_answered, "requests answered by both workers", within_s=120)
+        by_worker = answered_by_each_worker(metrics_dir)
+        assert sum(by_worker.values()) == sent
+        assert all(parent_pid(pid) == proc.pid for pid in by_worker), "not this server's workers"
+        assert max(by_worker.values()) < sent  # so no worker's own count is the total
+
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        shown = sum(
+            sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "http_requests_total" and sample.labels == SENTIMENT_200
+        )
+        assert shown == sent, f"/metrics shows {shown:g} of {sent} answered by {by_worker}"
+        assert batch_count(metrics, "sentiment")[1] == sent
     finally:
         assert stop_server(proc) == 0
 
