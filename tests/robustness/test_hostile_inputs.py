@@ -51,7 +51,7 @@ class Case:
     build: Callable[[], dict[str, Any]]  # keyword arguments of httpx.Client.request
     path: str = DIGITS
     method: str = "POST"
-    max_seconds: float | None = None
+    message: str | None = None  # in the error's message, where the status alone says too little
 
 
 def upload(data: bytes, name: str = "digit.png", mime: str = "image/png") -> dict[str, Any]:
@@ -200,12 +200,13 @@ CASES = [
     Case("empty file", 400, lambda: upload(b"")),
     Case("'file' as a text field", 400, lambda: {"files": {"file": (None, b"not a file")}}),
     Case("form without 'file'", 422, lambda: {"files": {"image": ("d.png", b"x", "image/png")}}),
-    Case("10,000 'file' fields", 400, lambda: many_files(10_000), max_seconds=5),
+    # Refused by the form's limits, which stop reading at the 257th part (tests/unit/test_uploads.py).
+    Case("10,000 'file' fields", 400, lambda: many_files(10_000), message="Too many files"),
     Case(
         "10,000 text fields",
         400,
         lambda: {"data": {f"f{i}": "x" for i in range(10_000)}, "files": many_files(1)["files"]},
-        max_seconds=5,
+        message="Too many fields",
     ),
     Case("multipart body without a boundary", 400, multipart_without_boundary),
     Case("multipart body of random bytes", (400, 422), multipart_garbage),
@@ -612,10 +613,7 @@ def client(server: Server) -> Iterator[httpx.Client]:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_hostile_input(case: Case, client: httpx.Client, rss_at_start: float) -> None:
-    kwargs = case.build()
-    started = time.perf_counter()
-    response = client.request(case.method, case.path, **kwargs)
-    took = time.perf_counter() - started
+    response = client.request(case.method, case.path, **case.build())
     TRIED.append(case.name)
     wanted = case.status if isinstance(case.status, tuple) else (case.status,)
     assert response.status_code in wanted, (
@@ -625,8 +623,8 @@ def test_hostile_input(case: Case, client: httpx.Client, rss_at_start: float) ->
         error = response.json()["error"]
         plain = case.path.startswith(("/v1/models/", "/v2/"))
         assert error if plain else error["code"] and error["message"]
-    if case.max_seconds is not None:
-        assert took < case.max_seconds, f"{case.name} took {took:.1f} s"
+        if case.message is not None:
+            assert case.message in (error if plain else error["message"])
     assert client.get("/healthz").status_code == 200
 
 
@@ -730,8 +728,9 @@ def test_small_files_of_huge_images_do_not_stall_the_server(server: Server) -> N
 
     responses, latencies = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [200, 200]
-    assert len(latencies) > 2
-    assert max(latencies) < 1.0, f"/healthz waited {max(latencies):.1f} s"
+    # A loop blocked by the decoding answers only between the heavy requests' decodes (twice
+    # when the images were decoded on the event loop); one that keeps serving, all along.
+    assert len(latencies) >= 10, f"/healthz answered {len(latencies)} times during the decodes"
     print(
         f"\n2 x {count} images of 4096x4096 decoding: /healthz answered {len(latencies)} times, "
         f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms, slowest {max(latencies) * 1000:.0f} ms"
