@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint train bench soak clean
+.PHONY: run test test-fast lint train bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ run: $(VENV)/.installed  ## serve the models in models/ on port 8000
 
 test: $(VENV)/.installed-dev  ## run the whole test suite
 	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.installed-dev  ## the edit-test loop: unit and in-process API tests, offline, no server processes
+	TESTS_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/api -m 'not slow'
 
 lint: $(VENV)/.installed-dev  ## ruff, ruff format, mypy --strict on app/, hadolint
 	$(BIN)/ruff check .

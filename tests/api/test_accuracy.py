@@ -1,4 +1,8 @@
-"""The accuracy seen through the API equals the offline accuracy in metadata.json."""
+"""The accuracy seen through the API equals the offline accuracy in metadata.json.
+
+Slow (the whole MNIST and IMDB test sets through the API) and needs the data sets: left out of
+``make test-fast``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import MODELS, png
+
+pytestmark = pytest.mark.slow
 
 
 def offline_accuracy(name: str, version: int) -> float:
