@@ -723,14 +723,13 @@ def test_small_files_of_huge_images_do_not_stall_the_server(server: Server) -> N
                 started = time.perf_counter()
                 assert (await client.get("/healthz")).status_code == 200
                 latencies.append(time.perf_counter() - started)
-                await asyncio.sleep(0.05)
             return await heavy, latencies
 
     responses, latencies = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [200, 200]
-    # A loop blocked by the decoding answers only between the heavy requests' decodes (twice
-    # when the images were decoded on the event loop); one that keeps serving, all along.
-    assert len(latencies) >= 10, f"/healthz answered {len(latencies)} times during the decodes"
+    # A loop blocked by the decoding answers only between the heavy requests' decodes (4 times
+    # with the images decoded on the event loop); one that keeps serving, all along (hundreds).
+    assert len(latencies) >= 20, f"/healthz answered {len(latencies)} times during the decodes"
     print(
         f"\n2 x {count} images of 4096x4096 decoding: /healthz answered {len(latencies)} times, "
         f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms, slowest {max(latencies) * 1000:.0f} ms"
