@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -128,4 +128,6 @@ async def read_form(
         parser.finalize()
     except FormParserError as exc:
         raise FormError("Invalid multipart data.") from exc
+    if parser.state != MultipartState.END:  # cut short: its last part would be lost silently
+        raise FormError("the multipart body ends before its closing boundary")
     return reader.parts

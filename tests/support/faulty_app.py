@@ -14,8 +14,9 @@ empty: no fault):
 
 ``GET /faults/bug`` raises RuntimeError, as a bug in a route would.
 
-The hook lives here, not in ``app/``: the app is built by ``app.main.create_app()`` and only its
-lifespan is wrapped, to swap each batcher's predict function once the models are loaded.
+The hook lives here, not in ``app/``: this test-only process wraps
+``ModelServer.servable_for``, so every version the server publishes, at start-up or loaded
+later by the lifecycle, calls its model through the fault switch (warm-up calls do not).
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,8 @@ from fastapi import FastAPI
 
 from app.batching import PredictFn
 from app.main import create_app
+from app.model import LoadedModel
+from app.serving import ModelServer, Servable
 
 BLOCK_POLL_S = 0.01  # how often a blocked call looks at the fault file again
 _calls_lock = threading.Lock()
@@ -79,19 +80,17 @@ def with_fault(predict: PredictFn, model: str) -> PredictFn:
     return faulty_predict
 
 
+_servable_for = ModelServer.servable_for
+
+
+def servable_with_faults(self: ModelServer, model: LoadedModel) -> Servable:
+    model.predict = with_fault(model.predict, model.name)  # type: ignore[method-assign]
+    return _servable_for(self, model)
+
+
 def create_faulty_app() -> FastAPI:
+    ModelServer.servable_for = servable_with_faults  # type: ignore[method-assign]
     app = create_app()
-    serve = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with serve(app):
-            for servable in app.state.server:
-                batcher = servable.batcher
-                batcher._predict = with_fault(batcher._predict, servable.model.name)
-            yield
-
-    app.router.lifespan_context = lifespan
 
     @app.get("/faults/bug", include_in_schema=False)
     async def bug() -> None:

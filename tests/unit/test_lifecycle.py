@@ -7,10 +7,9 @@ unchanged, and ``Lifecycle.idle()`` waits for the loads and unloads a poll start
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from app.errors import NotFound
 from app.lifecycle import Lifecycle
 from app.serving import ModelRef, ModelServer, ModelState
 from tests.conftest import MODELS
+from tests.support.waiting import until
 
 # The fixtures' batchers run on the session's event loop: so must the tests.
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -61,15 +61,6 @@ def states(server: ModelServer, name: str = "sentiment") -> dict[int, str]:
 
 def served(server: ModelServer, ref: ModelRef) -> int:
     return server.resolve(ref).model.version
-
-
-async def until(condition: Callable[[], bool], within_s: float = 60) -> None:
-    """Wait for a condition, checking between event loop steps; fail after ``within_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not condition():
-        assert loop.time() < deadline, "the condition did not come true"
-        await asyncio.sleep(0.01)
 
 
 async def poll(lifecycle: Lifecycle, times: int = 1) -> None:
@@ -122,7 +113,10 @@ async def test_a_new_version_replaces_the_old_once_loaded(
     await poll(lifecycle)  # first sight: not loaded until it has stood still for a poll
     assert states(server) == {1: "AVAILABLE"}
     await lifecycle.poll_once()
-    await until(lambda: states(server) == {1: "UNLOADING", 2: "AVAILABLE"})
+    await until(
+        lambda: states(server) == {1: "UNLOADING", 2: "AVAILABLE"},
+        lambda: f"version 2 available, 1 unloading: {states(server)}",
+    )
     assert served(server, ModelRef("sentiment")) == 2  # new requests get version 2 at once
     # The request holding version 1 still gets its answer from it.
     assert len(await old.batcher.predict(REVIEW)) == 1

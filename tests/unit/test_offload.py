@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +15,7 @@ from app import offload
 from app.batching import DeadlineExceededError
 from app.inputs import DECODE_THREADS
 from app.offload import DEADLINE, off_loop
+from tests.support.waiting import until
 
 
 class Blocking:
@@ -36,14 +36,6 @@ class Blocking:
         return "decoded"
 
 
-async def until(condition: Callable[[], bool], within_s: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not condition():
-        assert loop.time() < deadline, "the condition did not come true"
-        await asyncio.sleep(0.005)
-
-
 def free_slots() -> int:
     return offload._slots[asyncio.get_running_loop()]._value
 
@@ -56,19 +48,19 @@ async def with_deadline(seconds: float, decode: Blocking) -> str:
 async def test_decodes_run_at_most_one_per_slot_and_queue_for_the_rest() -> None:
     decode = Blocking()
     tasks = [asyncio.create_task(off_loop(decode)) for _ in range(DECODE_THREADS + 2)]
-    await until(lambda: decode.started == DECODE_THREADS)
+    await until(lambda: decode.started == DECODE_THREADS, "every slot's decode started")
     slots = offload._slots[asyncio.get_running_loop()]
-    await until(lambda: len(slots._waiters or ()) == 2)  # the other two wait for a slot
+    await until(lambda: len(slots._waiters or ()) == 2, "two decodes waiting for a slot")
     assert decode.started == DECODE_THREADS
     decode.release.set()
     assert await asyncio.gather(*tasks) == ["decoded"] * (DECODE_THREADS + 2)
-    await until(lambda: free_slots() == DECODE_THREADS)
+    await until(lambda: free_slots() == DECODE_THREADS, "every slot free again")
 
 
 async def test_waiting_for_a_slot_past_the_deadline_is_a_504_and_never_decodes() -> None:
     busy = Blocking()
     holders = [asyncio.create_task(off_loop(busy)) for _ in range(DECODE_THREADS)]
-    await until(lambda: busy.started == DECODE_THREADS)
+    await until(lambda: busy.started == DECODE_THREADS, "every slot busy")
     late = Blocking()
     with pytest.raises(DeadlineExceededError):
         await asyncio.create_task(with_deadline(0.05, late))
@@ -84,5 +76,5 @@ async def test_a_decode_past_its_deadline_keeps_its_slot_until_it_ends() -> None
     assert decode.started == 1
     assert free_slots() == DECODE_THREADS - 1  # its thread still runs: the bound holds
     decode.release.set()
-    await until(lambda: free_slots() == DECODE_THREADS)
+    await until(lambda: free_slots() == DECODE_THREADS, "every slot free again")
     assert decode.finished == 1

@@ -29,11 +29,17 @@ import pytest
 from tests.conftest import MODELS
 from tests.support.predictions import REVIEWS
 from tests.support.server import server_log, start_server, stop_server
+from tests.support.waiting import wait_until as _wait_until
 
 POLL_S = 0.5
+SWAP_WAIT_S = 90  # loading a version on a loaded 2-core machine can take a while
 SENTIMENT = MODELS / "sentiment" / "1"
 DIGITS = MODELS / "digits" / "1"
 CLIENTS = 8
+
+
+def wait_until(condition: Callable[[], object], what: str) -> None:
+    _wait_until(condition, what, within_s=SWAP_WAIT_S)
 
 
 def publish(model_dir: Path, name: str, version: int, source: Path = SENTIMENT) -> None:
@@ -162,13 +168,6 @@ def sample(client: httpx.Client) -> Sample:
     return Sample(at, polls, {int(s["version"]): s["state"] for s in status})
 
 
-def wait_for(condition: Callable[[], bool], what: str, within_s: float = 90) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
     root = tmp_path / "models"
@@ -206,16 +205,16 @@ def test_versions_change_under_load_and_no_request_fails(
     clients.start()
     observer.thread.start()
     try:
-        wait_for(lambda: len(load.responses) >= 50, "the clients to get going")
+        wait_until(lambda: len(load.responses) >= 50, "the clients to get going")
 
-        # 1. Version 2. Version 1's model calls are slowed down (the test-only fault switch
-        # wraps the versions loaded at start-up), so that requests are still inside it when
-        # it is unloaded: UNLOADING lasts until they are answered.
+        # 1. Version 2. Model calls are slowed down (the test-only fault switch) until version 1
+        # has left, so that requests are still inside it when it is unloaded: UNLOADING lasts
+        # until they are answered.
         fault_file.write_text("delay:0.3")
         publish(model_dir, "sentiment", 2)
         with httpx.Client(base_url=url) as client:
             polls_at_publish = sample(client).polls
-        wait_for(lambda: observer.walk(1)[-1:] == ["END"], "version 1 to be unloaded")
+        wait_until(lambda: observer.walk(1)[-1:] == ["END"], "version 1 to be unloaded")
         fault_file.write_text("")
         assert not load.errors, load.errors[:10]  # nothing failed during the swap
         loading = next(s for s in observer.samples if s.states.get(2) in ("LOADING", "AVAILABLE"))
@@ -226,13 +225,13 @@ def test_versions_change_under_load_and_no_request_fails(
 
         # 2. A broken version 3: END with its error; version 2 keeps serving.
         publish_broken(model_dir, "sentiment", 3)
-        wait_for(lambda: observer.samples[-1].states.get(3) == "END", "version 3 to fail")
+        wait_until(lambda: observer.samples[-1].states.get(3) == "END", "version 3 to fail")
         status = httpx.get(f"{url}/v1/models/sentiment/versions/3").json()
         (three,) = status["model_version_status"]
         assert three["status"]["error_code"] != "OK"
         assert "cannot load the SavedModel" in three["status"]["error_message"]
         failed_at = observer.samples[-1].polls
-        wait_for(lambda: observer.samples[-1].polls >= failed_at + 3, "three more polls")
+        wait_until(lambda: observer.samples[-1].polls >= failed_at + 3, "three more polls")
         assert server_log(proc).count("cannot be loaded") == 1  # logged once, not every poll
         metrics = httpx.get(f"{url}/metrics").text
         assert 'model_load_failures_total{model="sentiment"} 1.0' in metrics
@@ -244,17 +243,17 @@ def test_versions_change_under_load_and_no_request_fails(
 
         # 4. Labels: "stable" keeps version 2 loaded while version 4 comes, then moves to 4.
         (model_dir / "sentiment" / "labels.json").write_text('{"stable": 2}')
-        wait_for(lambda: _label(url, "stable") == 2, "the stable label")
+        wait_until(lambda: _label(url, "stable") == 2, "the stable label")
         load.labels = True
         publish(model_dir, "sentiment", 4)
-        wait_for(lambda: observer.samples[-1].states.get(4) == "AVAILABLE", "version 4")
+        wait_until(lambda: observer.samples[-1].states.get(4) == "AVAILABLE", "version 4")
         assert observer.samples[-1].states[2] == "AVAILABLE"  # the label keeps it
         assert _label(url, "stable") == 2
         (model_dir / "sentiment" / "labels.json").write_text('{"stable": 4}')
-        wait_for(lambda: observer.walk(2)[-1:] == ["END"], "version 2 to be unloaded")
+        wait_until(lambda: observer.walk(2)[-1:] == ["END"], "version 2 to be unloaded")
         assert _label(url, "stable") == 4
         responses_before_stop = len(load.responses)
-        wait_for(lambda: len(load.responses) >= responses_before_stop + 50, "more answers")
+        wait_until(lambda: len(load.responses) >= responses_before_stop + 50, "more answers")
     finally:
         load.stop.set()
         observer.stop.set()
@@ -305,7 +304,7 @@ def test_a_slowly_copied_version_is_never_loaded_half_written(model_dir: Path) -
                         assert 2 not in sample(client).states, "loaded while half-written"
             copied = sample(client).polls
             assert copied - start >= 4, "the copy should span several polls"
-            wait_for(lambda: sample(client).states.get(2) == "AVAILABLE", "version 2")
+            wait_until(lambda: sample(client).states.get(2) == "AVAILABLE", "version 2")
             metrics = client.get("/metrics").text
         assert 'model_loads_total{model="sentiment",outcome="error"}' not in metrics
         assert "load attempt" not in server_log(proc)
