@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     before = loadavg()
     runs = [measure(int(n), args, tmp) for n in args.workers.split(",")]
     results = {
-        "command": "python -m bench.footprint " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(
+            ["python -m bench.footprint", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "machine": machine(),
         "loadavg_before": before,
         "loadavg_after": loadavg(),
