@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def image_env() -> dict[str, str]:
     return env
 
 
-def effective(objects: tuple[dict[str, Any], ...], workload: Workload, image_env: dict[str, str]):
+def effective(
+    objects: tuple[dict[str, Any], ...], workload: Workload, image_env: dict[str, str]
+) -> Callable[[str], str]:
     """The settings the server in ``workload`` runs with: image, then manifests, then the app's
     defaults for the rest."""
     env = {**image_env, **environment(objects, workload.container)}
@@ -217,7 +220,9 @@ def test_probes_are_the_apps_routes_on_its_port(
             assert all(p["httpGet"]["path"].startswith("/v2/") for p in probes.values())
 
 
-def _workers(objects: tuple[dict[str, Any], ...], workload: Workload, image_env) -> int:
+def _workers(
+    objects: tuple[dict[str, Any], ...], workload: Workload, image_env: dict[str, str]
+) -> int:
     """WORKERS if the manifests or the image set a number, else one per CPU of the limit
     (WORKERS=auto)."""
     value = effective(objects, workload, image_env)("WORKERS")

@@ -95,8 +95,10 @@ def manifest() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def pod(manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """The server in its sandbox: {"process", "url", "api_key", "log"}."""
+def pod(
+    manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The server in its sandbox: {"process", "url", "api_key", "log", "workers"}."""
     _sandbox_or_skip()
     container = manifest["container"]
     files = container_files()
@@ -158,7 +160,7 @@ def _probe(pod: dict, probe: dict[str, Any]) -> int | None:
 
 
 @pytest.fixture(scope="module")
-def started(pod: dict, manifest: dict[str, Any]) -> dict:
+def started(pod: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
     """The pod once its startup probe succeeded, within the probe's budget."""
     probe = manifest["container"]["startupProbe"]
     budget = (
