@@ -38,6 +38,7 @@ train: $(VENV)/.installed-dev  ## retrain both models into models/<name>/<next v
 
 bench: $(VENV)/.installed-dev  ## batched vs unbatched at concurrency 1/16/64 (~7 min): bench/results.json, bench/throughput_latency.png
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.capacity --update-docs
 
 soak: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m soak -s
