@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from app import metrics
-from app.api import health, predict, tfserving
+from app.api import docs, health, playground, predict, tfserving
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.middleware import RequestContextMiddleware
@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Off unless asked for: even with no SDK configured, FastAPI looks the providers up on
         # every request (~8 us, 1-3% of the event loop's time under load).
         telemetry=None if settings.opentelemetry else NO_TELEMETRY,
+        docs_url=None,  # app.api.docs serves /docs and /redoc from local files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.server = None
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(tfserving.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
+    app.include_router(playground.router)
     return app
 
 
