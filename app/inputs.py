@@ -11,16 +11,17 @@ steps, in order:
    as MNIST was made.
 
 **Framed like MNIST**: 28x28, and its ink (pixels above ``INK_THRESHOLD``) has a bounding box
-whose longest side is 19 or 20 pixels and a centre of mass within ``FRAMED_CENTRE_TOLERANCE``
-of ``MNIST_CENTRE`` on both axes. Every one of MNIST's 70,000 images passes (their box is 20,
-their centre of mass 13.5-14.5); a digit that fills the frame, touches an edge, sits off-centre,
-is small, or has thick strokes that widen its box does not.
+whose longer side is within ``FRAMED_SIDES`` and a centre of mass within
+``FRAMED_CENTRE_TOLERANCE`` of ``MNIST_CENTRE`` on both axes. MNIST's own images pass (how many,
+and how the rule was chosen: docs/api.md, "How a digit is framed"); a digit that fills the
+frame, touches an edge, sits off-centre, is small, or has strokes thick enough to widen its box
+does not.
 
-**Framing**: crop to the ink; scale to fit 20x20, keeping the aspect ratio; stretch the
-contrast so that the strongest ink is 255, as in MNIST (a thin pen on a large canvas leaves
-only faint grey at 20x20); place the centre of mass at ``MNIST_CENTRE``, where MNIST's are
-(13.5 to 14.5, not the frame's middle 13.5). A framed image passes the check above, so decoding
-it again gives it back unchanged.
+**Framing**: crop to the ink; scale to fit ``DIGIT_BOX`` x ``DIGIT_BOX``, keeping the aspect
+ratio; stretch the contrast so that the strongest ink is 255, as in MNIST (a thin pen on a large
+canvas leaves only faint grey once scaled down); place the centre of mass at ``MNIST_CENTRE``,
+where MNIST's are, which is not the frame's middle. A digit framed here counts as framed like
+MNIST, so sending it again gives it back unchanged (the tests check both).
 
 Pillow, NumPy; nothing of HTTP or TensorFlow.
 """
