@@ -23,9 +23,10 @@ run: $(VENV)/.installed  ## serve the models in models/ on port 8000
 test: $(VENV)/.installed-dev  ## run the whole test suite
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.installed-dev
+lint: $(VENV)/.installed-dev  ## ruff, ruff format, mypy --strict on app/, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
 train: $(VENV)/.installed-dev  ## retrain both models into models/<name>/<next version>/

@@ -1,7 +1,9 @@
 """``python -m app``: run uvicorn with the settings from the environment.
 
-With ``WORKERS`` > 1 it points prometheus-client's multiprocess mode at a fresh folder first,
-so that ``/metrics`` adds up every worker's samples.
+Each worker builds the app with :func:`app.main.tuned_app`, so the process tuning of
+:mod:`app.tuning` applies to the server only. With ``WORKERS`` > 1 it points
+prometheus-client's multiprocess mode at a fresh folder first, so that ``/metrics`` adds up
+every worker's samples.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def main() -> None:
     # status "killed by SIGTERM"; a no-op handler underneath makes a clean shutdown exit 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
-        "app.main:app",
+        "app.main:tuned_app",
+        factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

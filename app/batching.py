@@ -13,6 +13,26 @@ while the calls run goes together in the next call. So batches grow with load by
 
 This module knows asyncio, NumPy and a callable ``inputs -> outputs`` (first axis = instances);
 nothing of HTTP or TensorFlow, so its tests can drive it with a fake model.
+
+Invariants (what the rest relies on):
+
+* **Every request gets exactly one answer**: its outputs, or a :class:`BatcherError`
+  (deadline, overload, model failure, shutdown). A future is resolved only on the event loop,
+  and only if it is not done yet, so a deadline and a late model result cannot both land.
+* **Permits.** ``_calls`` holds ``max_concurrent_batches`` permits. The worker takes one
+  *before* it takes a batch off the queue (so a batch never waits on the queue side for a free
+  thread), and hands it with the batch to a model thread; it is released on the loop, in
+  :meth:`_deliver`, in the same step that answers the batch. An empty batch (everything in it
+  withdrawn) gives its permit back at once. So at most ``max_concurrent_batches`` calls run,
+  and a permit is never lost, whatever the model does (a call that raises still delivers).
+* **``taken``**: a queue entry whose ``taken`` is set no longer counts in ``queued`` and will
+  never be put in a batch. It is set exactly once, either by the worker as it puts the entry in
+  a batch, or by :meth:`_withdraw` when the request's caller stops waiting (deadline or
+  cancellation) first. Withdrawn entries stay in the deque until the worker passes them (O(1)
+  per withdrawal; the deque is compacted when they outnumber the live ones), so thousands of
+  clients leaving at once cost the loop linear, not quadratic, time.
+* **Closing** (:meth:`close`): no new request is accepted; everything queued is still answered
+  by the model; the worker ends once the queue is empty and every permit is back.
 """
 
 from __future__ import annotations
@@ -77,7 +97,10 @@ class _NullObserver:
 
 @dataclass(eq=False)
 class _Pending:
-    """One request's share of a batch: its inputs and the future its caller awaits."""
+    """One request's share of a batch: its inputs and the future its caller awaits.
+
+    ``taken``: out of the queue's count, never to be batched (see the module's invariants).
+    """
 
     inputs: np.ndarray
     future: asyncio.Future[np.ndarray]
@@ -116,6 +139,7 @@ class MicroBatcher:
         self._observer = observer or _NullObserver()
         self._queue: deque[_Pending] = deque()
         self._queued = 0  # instances waiting, the unit of max_queue_size
+        self._withdrawn = 0  # entries still in the deque whose requests stopped waiting
         self._wakeup = asyncio.Event()
         self._closing = False
         self._worker: asyncio.Task[None] | None = None
@@ -159,11 +183,13 @@ class MicroBatcher:
 
     # ---- the caller's side -------------------------------------------------------------
 
-    async def predict(self, inputs: np.ndarray) -> np.ndarray:
+    async def predict(self, inputs: np.ndarray, deadline: float | None = None) -> np.ndarray:
         """Queue ``inputs`` (first axis = instances) and return the model's outputs for them.
 
-        A request larger than ``max_batch_size`` is split into several queue entries; smaller
-        ones stay whole. Raises a :class:`BatcherError` for overload, deadline or model failure.
+        ``deadline`` is in the event loop's clock (``loop.time()``); by default ``timeout_s``
+        from now. A request larger than ``max_batch_size`` is split into several queue entries;
+        smaller ones stay whole. Raises a :class:`BatcherError` for overload, deadline or model
+        failure.
         """
         size = len(inputs)
         if self._closing:
@@ -180,7 +206,8 @@ class MicroBatcher:
             )
 
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        if deadline is None:
+            deadline = loop.time() + self.timeout_s
         step = self.max_batch_size
         pending = [
             _Pending(inputs[start : start + step], loop.create_future())
@@ -191,7 +218,7 @@ class MicroBatcher:
         self._observer.queue_depth(self._queued)
         self._wakeup.set()
 
-        # A bare timer, not asyncio.timeout_at(): the same deadline for a third of the cost.
+        # A bare timer rather than asyncio.timeout_at(): cheaper, and the same deadline.
         expiry = loop.call_at(deadline, self._expire, pending)
         try:
             if len(pending) == 1:
@@ -211,16 +238,20 @@ class MicroBatcher:
                 p.future.set_exception(DeadlineExceededError(error))
 
     def _withdraw(self, pending: list[_Pending]) -> None:
+        """The caller stopped waiting: what is still queued leaves the count, in O(1) each."""
         withdrawn = False
         for p in pending:
             if not p.future.done():
                 p.future.cancel()
             if not p.taken:
                 p.taken = True
-                self._queue.remove(p)
                 self._queued -= p.size
+                self._withdrawn += 1
                 withdrawn = True
         if withdrawn:  # the usual case, an answered request, leaves the depth as it was
+            if self._withdrawn > 64 and self._withdrawn > len(self._queue) // 2:
+                self._queue = deque(p for p in self._queue if not p.taken)
+                self._withdrawn = 0
             self._observer.queue_depth(self._queued)
 
     # ---- the worker's side -------------------------------------------------------------
@@ -252,11 +283,18 @@ class MicroBatcher:
 
         batch: list[_Pending] = []
         size = 0
-        while self._queue and size + self._queue[0].size <= self.max_batch_size:
-            p = self._queue.popleft()
+        while self._queue:
+            p = self._queue[0]
+            if p.taken:  # withdrawn while queued: already out of the count
+                self._queue.popleft()
+                self._withdrawn -= 1
+                continue
+            if size + p.size > self.max_batch_size:
+                break
+            self._queue.popleft()
             p.taken = True
             self._queued -= p.size
-            if not p.future.done():  # a cancelled request is skipped
+            if not p.future.done():  # resolved meanwhile (its deadline): skipped
                 batch.append(p)
                 size += p.size
         self._observer.queue_depth(self._queued)

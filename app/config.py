@@ -6,8 +6,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.repository import VersionPolicy
+
+
+def _policy(value: object) -> object:
+    return VersionPolicy.parse(value) if isinstance(value, str) else value
+
+
+Policy = Annotated[VersionPolicy, NoDecode, BeforeValidator(_policy), PlainSerializer(str)]
 
 
 class Settings(BaseSettings):
@@ -24,6 +33,12 @@ class Settings(BaseSettings):
     # Models
     model_dir: Path = Path("models")
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    model_poll_s: float = Field(2.0, ge=0, description="rescan MODEL_DIR this often (0: never)")
+    model_version_policy: Policy = Field(
+        default_factory=VersionPolicy,
+        description="latest, latest:N, all or specific:V[,V...], as TF Serving's",
+    )
+    model_load_retries: int = Field(3, ge=0, description="retries of a failed load, backing off")
     # One thread each: the event loop needs a core of its own, and TensorFlow's pools of one
     # thread per core only add hand-offs and spinning on small batches (make bench).
     tf_intra_op_threads: int = Field(1, ge=0, description="0 lets TensorFlow choose")
@@ -50,6 +65,14 @@ class Settings(BaseSettings):
         default_factory=list, description="comma-separated; empty: no authentication"
     )
     metrics_public: bool = Field(True, description="false: /metrics needs an API key too")
+
+    # Process tuning, applied by `python -m app` only (docs/performance.md)
+    gc_threshold: int = Field(
+        10_000, ge=0, description="first-generation GC threshold (0: Python's default, no freeze)"
+    )
+    switch_interval_ms: float = Field(
+        0.5, ge=0, description="GIL switch interval (0: Python's default)"
+    )
 
     # Observability
     opentelemetry: bool = Field(

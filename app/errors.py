@@ -1,13 +1,16 @@
 """Error types, and the handlers that turn every failure into a JSON answer.
 
-The service's own routes answer ``{"error": {"code": ..., "message": ...}}``; routes under
-``/v1/models/`` answer ``{"error": "..."}`` as TensorFlow Serving does. Every error is logged
-once, with the request id that the ``X-Request-ID`` header also carries.
+Every failure has one HTTP status and one machine-readable code, whichever protocol the
+request came by: :class:`ServiceError` subclasses carry theirs, and the batcher's errors map
+to theirs here. The body is the protocol's (:func:`app.protocols.error_body`). Every error is
+logged once, with the request id that the ``X-Request-ID`` header also carries.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,11 +19,10 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app import batching
+from app.protocols import error_body
 from app.responses import FastJSONResponse
 
 logger = logging.getLogger("app.errors")
-
-TFSERVING_PREFIX = "/v1/models/"
 
 
 class ServiceError(Exception):
@@ -37,6 +39,10 @@ class ServiceError(Exception):
 
 class InvalidInput(ServiceError):
     status_code, code = 400, "invalid_input"
+
+
+class InvalidJSON(ServiceError):
+    status_code, code = 400, "invalid_json"
 
 
 class Unauthorized(ServiceError):
@@ -115,10 +121,7 @@ def error_response(
         code,
         message,
     )
-    if request.url.path.startswith(TFSERVING_PREFIX):
-        body: dict = {"error": message}
-    else:
-        body = {"error": {"code": code, "message": message}}
+    body = error_body(request.url.path, code, message)
     return FastJSONResponse(body, status_code=status, headers=headers)
 
 
@@ -128,22 +131,28 @@ async def _service_error(request: Request, exc: Exception) -> Response:
 
 
 async def _batcher_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, batching.BatcherError)
     status, code, headers = _BATCHER_ERRORS.get(type(exc), (500, "model_error", {}))
     return error_response(request, status, code, str(exc), headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> ServiceError:
+    """pydantic's (or FastAPI's) validation errors as one ServiceError: bad JSON is a 400,
+    JSON of the wrong shape a 422 naming the first few places."""
     if invalid := next((e for e in errors if e.get("type") == "json_invalid"), None):
         reason = (invalid.get("ctx") or {}).get("error")
-        message = "the request body is not valid JSON" + (f": {reason}" if reason else "")
-        return error_response(request, 400, "invalid_json", message)
+        return InvalidJSON("the request body is not valid JSON" + (f": {reason}" if reason else ""))
     details = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
         for e in errors[:5]
     )
-    return error_response(request, 422, "invalid_request", details or "invalid request")
+    return Unprocessable(details or "invalid request")
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    error = validation_error(exc.errors())
+    return error_response(request, error.status_code, error.code, error.message)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

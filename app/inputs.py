@@ -128,7 +128,7 @@ def decodes_quickly(data: bytes) -> bool:
     if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
         # A PNG's first chunk declares its size: no need for Pillow's header parsing (~40 us).
         width, height = struct.unpack(">II", data[16:24])
-        return width * height <= INLINE_DECODE_PIXELS
+        return bool(width * height <= INLINE_DECODE_PIXELS)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -239,7 +239,8 @@ def _to_greyscale(image: Image.Image) -> np.ndarray:
         top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
         return np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8)
     if image.mode == "F":
-        return np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        floats = np.asarray(image, dtype=np.float32)
+        return np.asarray(np.clip(floats, 0, 255), dtype=np.uint8)
     if image.mode == "LAB":  # TIFF's CIELab: Pillow converts it to nothing, L is the lightness
         return np.asarray(image.getchannel("L"), dtype=np.uint8)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -279,7 +280,7 @@ def _has_light_background(grey: np.ndarray) -> bool:
     height, width = light.shape
     border = 2 * (height + width) - 4 if height > 1 and width > 1 else height * width
     light_on_border = np.count_nonzero(light) - np.count_nonzero(light[1:-1, 1:-1])
-    return 2 * light_on_border > border
+    return bool(2 * light_on_border > border)
 
 
 def _center_like_mnist(grey: np.ndarray) -> np.ndarray:

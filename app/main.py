@@ -1,14 +1,14 @@
-"""The FastAPI application: ``uvicorn app.main:app`` or ``python -m app``.
+"""The FastAPI application: ``python -m app`` (or ``uvicorn app.main:app``).
 
-Start-up loads and warms up every model (a broken model folder stops it, naming the path) and
-starts one batcher per model; shutdown answers what is queued before the process exits.
+Start-up loads and warms up every model version to serve (a broken model folder stops it,
+naming the path), starts one batcher per version and the poller that swaps versions as
+``MODEL_DIR`` changes; shutdown stops the poller and answers what is queued before the process
+exits. The protocols' routers are mounted here, busiest first.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,12 +16,18 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from app import metrics
-from app.api import docs, health, playground, predict, tfserving
+from app.api import docs, health, playground
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
+from app.lifecycle import Lifecycle
 from app.middleware import RequestContextMiddleware
+from app.model import configure_tensorflow
+from app.protocols.native import routes as native
+from app.protocols.oip import routes as oip
+from app.protocols.tfserving import routes as tfserving
 from app.responses import FastJSONResponse
 from app.serving import ModelServer
+from app.tuning import tune_process
 
 logger = logging.getLogger("app")
 
@@ -31,38 +37,42 @@ Predictions from two Keras models, with concurrent requests batched into single 
 * **sentiment**: is an IMDB-style movie review positive? `POST /v1/sentiment/predict`
 * **digits**: which digit is in a 28x28 (or any) image? `POST /v1/digits/predict`
 
-Errors are JSON: `{"error": {"code": "...", "message": "..."}}`, each with an `X-Request-ID`.
+Every model under `MODEL_DIR` is also served through TensorFlow Serving's REST API
+(`/v1/models/...`) and the Open Inference Protocol (`/v2/...`, KServe and Triton clients).
+Errors are JSON with an `X-Request-ID`: `{"error": {"code": "...", "message": "..."}}` on the
+service's own routes, `{"error": "..."}` on the other two protocols'.
 """
-
 
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, tuned: bool = False) -> FastAPI:
+    """The app. ``tuned``: apply :mod:`app.tuning` (the server entry point does)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger("app").setLevel(settings.log_level.upper())
-        server = ModelServer.load(settings)
-        # TensorFlow, Keras and the models leave some 300k objects behind; every full garbage
-        # collection would scan them all again, a pause of 100-300 ms in the middle of serving.
-        # They live as long as the process: collect once, then leave them out of later scans.
-        gc.collect()
-        gc.freeze()
-        # Requests in flight hold many young objects: at the default threshold (700) the
-        # collector ran ~100 times a second under load, 5-8% of the event loop's time.
-        gc.set_threshold(10_000, 10, 10)
-        # Under load the event loop holds the GIL nearly all the time, and a model thread coming
-        # back from TensorFlow waited up to the switch interval (5 ms) for it, every time.
-        sys.setswitchinterval(0.0005)
-        server.start()
+        device = configure_tensorflow(
+            settings.device, settings.tf_intra_op_threads, settings.tf_inter_op_threads
+        )
+        logger.info("DEVICE=%s: models run on %s", settings.device, device)
+        if tuned:
+            tune_process(settings)
+        server = ModelServer(settings, device)
+        lifecycle = Lifecycle(server, settings)
+        await lifecycle.load_initial()
+        lifecycle.start()
+        server.accepting = True
         app.state.server = server
-        logger.info("ready: %s", ", ".join(server.servables))
+        app.state.lifecycle = lifecycle
+        logger.info("ready: %s", ", ".join(sorted(server.models)))
         try:
             yield
         finally:
             logger.info("shutting down: answering queued requests first")
+            server.accepting = False
+            await lifecycle.stop()
             await server.stop()
             metrics.mark_process_dead()
 
@@ -72,8 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
-        # Off unless asked for: even with no SDK configured, FastAPI looks the providers up on
-        # every request (~8 us, 1-3% of the event loop's time under load).
+        # Off unless asked for: without an SDK FastAPI still looks the providers up per request.
         telemetry=None if settings.opentelemetry else NO_TELEMETRY,
         docs_url=None,  # app.api.docs serves /docs and /redoc from local files, not a CDN
         redoc_url=None,
@@ -83,12 +92,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
     install_error_handlers(app)
     # Routes are matched in order: the busiest first.
-    app.include_router(predict.router)
+    app.include_router(native.router)
     app.include_router(tfserving.router)
+    app.include_router(oip.router)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(playground.router)
     return app
+
+
+def tuned_app() -> FastAPI:
+    """The app as the server runs it (``python -m app``): with :mod:`app.tuning` applied."""
+    return create_app(tuned=True)
 
 
 app = create_app()

@@ -45,23 +45,79 @@ MODEL_LATENCY = Histogram(
 )
 QUEUE_DEPTH = Gauge(
     "model_queue_depth",
-    "Instances waiting for a model call",
+    "Instances waiting for a model call, all versions together",
     ["model"],
     multiprocess_mode="livesum",
 )
+VERSION_STATE = Gauge(
+    "model_version_state",
+    "1 for the state each model version is in (LOADING, AVAILABLE, UNLOADING, END), else 0",
+    ["model", "version", "state"],
+    multiprocess_mode="livemax",
+)
+LOADS = Counter(
+    "model_loads_total",
+    "Attempts to load a model version, by outcome (ok, error)",
+    ["model", "outcome"],
+)
+LOAD_FAILURES = Counter(
+    "model_load_failures_total",
+    "Model versions given up on after every retry (shown as END with their error)",
+    ["model"],
+)
+LOAD_SECONDS = Histogram(
+    "model_load_duration_seconds",
+    "Time to load and warm up one model version",
+    ["model"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+POLLS = Counter("model_dir_polls_total", "Scans of MODEL_DIR by the version poller")
+STATES = ("LOADING", "AVAILABLE", "UNLOADING", "END")
+
+
+def version_state(model: str, version: int, state: str) -> None:
+    """Set a version's state gauge: 1 for ``state``, 0 for the others."""
+    for name in STATES:
+        VERSION_STATE.labels(model, str(version), name).set(1 if name == state else 0)
+
+
+def load_attempt(model: str, seconds: float, ok: bool) -> None:
+    LOADS.labels(model, "ok" if ok else "error").inc()
+    if ok:
+        LOAD_SECONDS.labels(model).observe(seconds)
+
+
+def load_given_up(model: str) -> None:
+    LOAD_FAILURES.labels(model).inc()
+
+
+# Instances queued for each model version; a model's depth is the sum over its versions.
+_depths: dict[str, dict[int, int]] = {}
 
 
 class ModelMetrics:
-    """The batcher's observer for one model: batch sizes, call latency, queue depth."""
+    """The batcher's observer for one model version: batch sizes, call latency, queue depth.
 
-    def __init__(self, model: str) -> None:
+    Labelled by model, not version, so that a dashboard or an autoscaler reads one series per
+    model across rollouts: ``model_queue_depth`` is the sum over the model's versions.
+    """
+
+    def __init__(self, model: str, version: int) -> None:
+        self._version = version
+        self._versions = _depths.setdefault(model, {})
         self._depth = QUEUE_DEPTH.labels(model)
         self._batch = BATCH_SIZE.labels(model)
         self._ok = MODEL_LATENCY.labels(model, "ok")
         self._failed = MODEL_LATENCY.labels(model, "error")
 
     def queue_depth(self, instances: int) -> None:
-        self._depth.set(instances)
+        self._versions[self._version] = instances
+        self._depth.set(sum(self._versions.values()) if len(self._versions) > 1 else instances)
+
+    def close(self) -> None:
+        """The version is unloaded: its queue no longer counts."""
+        self._versions.pop(self._version, None)
+        self._depth.set(sum(self._versions.values()))
 
     def batch_done(self, instances: int, seconds: float, ok: bool) -> None:
         self._batch.observe(instances)
@@ -90,11 +146,11 @@ def render() -> tuple[bytes, str]:
     """The exposition text for ``/metrics``, across processes in multiprocess mode."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
 def mark_process_dead() -> None:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

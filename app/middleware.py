@@ -16,8 +16,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import TFSERVING_PREFIX, unexpected_error
+from app.errors import unexpected_error
 from app.metrics import observe_request
+from app.protocols import error_body
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -88,10 +89,7 @@ class RequestContextMiddleware:
         message = (
             f"the request body has {declared} bytes; MAX_REQUEST_BYTES is {self.max_body_bytes}"
         )
-        if scope["path"].startswith(TFSERVING_PREFIX):
-            body = orjson.dumps({"error": message})
-        else:
-            body = orjson.dumps({"error": {"code": "payload_too_large", "message": message}})
+        body = orjson.dumps(error_body(scope["path"], "payload_too_large", message))
         await send(
             {
                 "type": "http.response.start",
@@ -109,10 +107,10 @@ class RequestContextMiddleware:
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _CLIENT_ID.fullmatch(candidate):
                 return candidate
-    return os.urandom(16).hex()  # as random as uuid4().hex, at a fifth of the cost
+    return os.urandom(16).hex()  # as random as uuid4().hex, and cheaper
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -1,94 +1,282 @@
-"""The loaded models, each with its batcher: what the routes talk to."""
+"""The models being served, looked up by name, version or label: what every protocol talks to.
+
+Every protocol's routes end in :meth:`ModelServer.predict`: it resolves the model, decodes the
+request against that version's signature (the protocol's codec), queues the batch on that
+version's batcher under the request's deadline, and returns the outputs with the version that
+produced them. The lifecycle (:mod:`app.lifecycle`) adds and retires versions while it serves.
+
+Guarantees a swap relies on:
+
+* A request holds a **lease** on the version it resolved, from decoding to its answer; a
+  version being unloaded takes no new requests, and its batcher closes only once every lease
+  is returned (:meth:`Servable.drain`). So a request that found a version finishes on it.
+* Unversioned requests get the **highest available** version; a version becomes available only
+  once it is loaded and warmed up, and a label points only at an available version.
+* Everything here runs on the event loop: the tables change only between two awaits.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
 from app.batching import MicroBatcher
 from app.config import Settings
-from app.errors import NotFound
+from app.errors import NotFound, Unavailable
 from app.metrics import ModelMetrics
-from app.registry import LoadedModel, configure_tensorflow, load_models
+from app.model import CONTRACTS, LoadedModel
+from app.offload import DEADLINE
+from app.repository import Fingerprint
 
 logger = logging.getLogger(__name__)
 
 
+class ModelState(StrEnum):
+    """A version's state, as TensorFlow Serving's model status API names them."""
+
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    UNLOADING = "UNLOADING"
+    END = "END"
+
+
 @dataclass
+class VersionStatus:
+    """What the status APIs show of one version; ``error`` is why a load failed (END)."""
+
+    version: int
+    state: ModelState
+    error: str = ""
+    fingerprint: Fingerprint | None = None  # of the folder it was loaded, or failed, from
+
+
 class Servable:
-    """One version of a model and the batcher that feeds it."""
+    """One available version: the model and its batcher, with the count of requests using it."""
+
+    def __init__(
+        self, model: LoadedModel, batcher: MicroBatcher, metrics: ModelMetrics | None = None
+    ) -> None:
+        self.model = model
+        self.batcher = batcher
+        self.metrics = metrics
+        self.leases = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def acquire(self) -> None:
+        self.leases += 1
+        self._idle.clear()
+
+    def release(self) -> None:
+        self.leases -= 1
+        if not self.leases:
+            self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until no request holds this version, then close its batcher."""
+        await self._idle.wait()
+        await self.batcher.close()
+        if self.metrics is not None:
+            self.metrics.close()
+
+
+class HasInputs(Protocol):
+    """A decoded request: the batch for the model, and whatever its protocol keeps beside it."""
+
+    @property
+    def inputs(self) -> np.ndarray: ...
+
+
+R = TypeVar("R", bound=HasInputs)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The simplest decoded request: only the inputs."""
+
+    inputs: np.ndarray
+
+
+@dataclass(frozen=True)
+class Prediction(Generic[R]):
+    """The model's outputs for a request, with the version that produced them."""
 
     model: LoadedModel
-    batcher: MicroBatcher
+    request: R
+    outputs: np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as a request names it: by name alone, or with a version or a label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"model {self.name!r} version {self.version}"
+        if self.label is not None:
+            return f"model {self.name!r} label {self.label!r}"
+        return f"model {self.name!r}"
+
+
+@dataclass
+class ModelEntry:
+    """One model name: every version the lifecycle knows, the available ones, its labels."""
+
+    name: str
+    versions: dict[int, VersionStatus] = field(default_factory=dict)
+    servables: dict[int, Servable] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    latest: Servable | None = None  # the highest available version: what unversioned gets
+
+    @property
+    def state(self) -> str:
+        """The model's state for readiness: AVAILABLE if any version is, else the furthest."""
+        states = {status.state for status in self.versions.values()}
+        for state in (ModelState.AVAILABLE, ModelState.LOADING, ModelState.UNLOADING):
+            if state in states:
+                return state.value
+        return ModelState.END.value if states else "UNAVAILABLE"
 
 
 class ModelServer:
-    """Looks models up by name and version, and runs their batchers."""
+    """Looks versions up by name, number or label, and runs their batchers."""
 
-    def __init__(self, models: dict[str, dict[int, LoadedModel]], settings: Settings) -> None:
-        self.servables: dict[str, dict[int, Servable]] = {
-            name: {
-                version: Servable(
-                    model,
-                    MicroBatcher(
-                        f"{name}:{version}",
-                        model.predict,
-                        max_batch_size=settings.max_batch_size,
-                        max_batch_delay_s=settings.max_batch_delay_ms / 1000,
-                        max_concurrent_batches=settings.max_concurrent_batches,
-                        max_queue_size=settings.max_queue_size,
-                        timeout_s=settings.request_timeout_s,
-                        observer=ModelMetrics(name),
-                    ),
-                )
-                for version, model in versions.items()
-            }
-            for name, versions in models.items()
-        }
+    def __init__(self, settings: Settings, device: str) -> None:
         self.settings = settings
-        self.ready = False
+        self.device = device
+        self.models: dict[str, ModelEntry] = {}
+        self.accepting = False  # between start-up and shutdown
 
-    @classmethod
-    def load(cls, settings: Settings) -> ModelServer:
-        """Load and warm up every model under ``MODEL_DIR``; raises ModelLoadError."""
-        device = configure_tensorflow(
-            settings.device, settings.tf_intra_op_threads, settings.tf_inter_op_threads
+    # ---- what the routes use ----------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Taking requests, and every model of the service's own endpoints has a version."""
+        return self.accepting and all(
+            name in self.models and self.models[name].latest is not None for name in CONTRACTS
         )
-        logger.info("DEVICE=%s: models run on %s", settings.device, device)
-        return cls(load_models(settings.model_dir, device, settings.max_batch_size), settings)
 
-    def start(self) -> None:
-        for servable in self:
-            servable.batcher.start()
-        self.ready = True
+    def entry(self, name: str) -> ModelEntry:
+        entry = self.models.get(name)
+        if entry is None or not entry.versions:
+            served = ", ".join(sorted(self.models)) or "none"
+            raise NotFound(f"model {name!r} is not served (served: {served})")
+        return entry
+
+    def resolve(self, ref: ModelRef) -> Servable:
+        """The available version a request names; NotFound or Unavailable saying why not."""
+        entry = self.entry(ref.name)
+        if ref.label is not None:
+            version = entry.labels.get(ref.label)
+            if version is None:
+                known = ", ".join(sorted(entry.labels)) or "none"
+                raise NotFound(f"model {ref.name!r} has no label {ref.label!r} (labels: {known})")
+            return entry.servables[version]
+        if ref.version is None:
+            if entry.latest is not None:
+                return entry.latest
+            if entry.state == ModelState.LOADING:
+                raise Unavailable(f"model {ref.name!r} is still loading")
+            raise NotFound(f"model {ref.name!r} has no available version ({entry.state})")
+        servable = entry.servables.get(ref.version)
+        if servable is not None:
+            return servable
+        status = entry.versions.get(ref.version)
+        if status is not None and status.state is ModelState.LOADING:
+            raise Unavailable(f"{ref} is still loading")
+        available = ", ".join(str(v) for v in sorted(entry.servables)) or "none"
+        state = f" ({status.state.value})" if status is not None else ""
+        raise NotFound(f"{ref} is not available{state}; available versions: {available}")
+
+    async def predict(
+        self, ref: ModelRef, decode: Callable[[LoadedModel], Awaitable[R]]
+    ) -> Prediction[R]:
+        """Resolve, decode for that version, batch, answer: the one path of every protocol.
+
+        ``decode`` is the protocol's codec turning the request into the version's input batch
+        (BatchError subclasses and ServiceErrors propagate). The request's deadline,
+        ``REQUEST_TIMEOUT_S`` from now, covers decoding off the event loop, queueing and the
+        model call.
+        """
+        servable = self.resolve(ref)
+        servable.acquire()
+        try:
+            deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s
+            token = DEADLINE.set(deadline)
+            try:
+                request = await decode(servable.model)
+            finally:
+                DEADLINE.reset(token)
+            outputs = await servable.batcher.predict(request.inputs, deadline)
+        finally:
+            servable.release()
+        return Prediction(servable.model, request, outputs)
+
+    def __iter__(self) -> Iterator[Servable]:
+        """Every available version of every model."""
+        for entry in self.models.values():
+            yield from entry.servables.values()
+
+    # ---- what the lifecycle uses -------------------------------------------------------------
+
+    def servable_for(self, model: LoadedModel) -> Servable:
+        """A started batcher around a freshly loaded version, not yet published."""
+        settings = self.settings
+        metrics = ModelMetrics(model.name, model.version)
+        batcher = MicroBatcher(
+            f"{model.name}:{model.version}",
+            model.predict,
+            max_batch_size=settings.max_batch_size,
+            max_batch_delay_s=settings.max_batch_delay_ms / 1000,
+            max_concurrent_batches=settings.max_concurrent_batches,
+            max_queue_size=settings.max_queue_size,
+            timeout_s=settings.request_timeout_s,
+            observer=metrics,
+        )
+        batcher.start()
+        return Servable(model, batcher, metrics)
+
+    def set_status(self, name: str, status: VersionStatus) -> None:
+        self.models.setdefault(name, ModelEntry(name)).versions[status.version] = status
+
+    def publish(self, servable: Servable, fingerprint: Fingerprint | None) -> None:
+        """Make a loaded, warmed-up version available (and the default if it is the highest)."""
+        model = servable.model
+        entry = self.models.setdefault(model.name, ModelEntry(model.name))
+        entry.servables[model.version] = servable
+        entry.versions[model.version] = VersionStatus(
+            model.version, ModelState.AVAILABLE, fingerprint=fingerprint
+        )
+        self._refresh_latest(entry)
+
+    def withdraw(self, name: str, version: int) -> Servable | None:
+        """Take a version out of the lookups (UNLOADING); the caller drains and closes it."""
+        entry = self.models.get(name)
+        if entry is None:
+            return None
+        servable = entry.servables.pop(version, None)
+        status = entry.versions.get(version)
+        if status is not None:
+            status.state = ModelState.UNLOADING
+        entry.labels = {label: v for label, v in entry.labels.items() if v != version}
+        self._refresh_latest(entry)
+        return servable
+
+    @staticmethod
+    def _refresh_latest(entry: ModelEntry) -> None:
+        entry.latest = entry.servables[max(entry.servables)] if entry.servables else None
 
     async def stop(self) -> None:
         """Stop taking requests; answer every queued one first."""
-        self.ready = False
+        self.accepting = False
         await asyncio.gather(*(servable.batcher.close() for servable in self))
-
-    def __iter__(self):
-        for versions in self.servables.values():
-            yield from versions.values()
-
-    def get(self, name: str, version: int | None = None) -> Servable:
-        """The named model's given version, or its highest; NotFound if there is none."""
-        versions = self.servables.get(name)
-        if versions is None:
-            raise NotFound(f"model {name!r} is not served (served: {', '.join(self.servables)})")
-        if version is None:
-            return versions[max(versions)]
-        if version not in versions:
-            raise NotFound(
-                f"model {name!r} has no version {version} (versions: {sorted(versions)})"
-            )
-        return versions[version]
-
-    async def predict(
-        self, name: str, inputs: np.ndarray, version: int | None = None
-    ) -> tuple[LoadedModel, np.ndarray]:
-        servable = self.get(name, version)
-        return servable.model, await servable.batcher.predict(inputs)

@@ -2,8 +2,8 @@
 
 Starlette's ``request.form()`` puts every file part in a SpooledTemporaryFile behind an
 UploadFile, to be read back with an await: right for big files, but for digit images of a few
-hundred bytes that bookkeeping cost as much on the event loop as the parsing itself (about 50
-of 120 us per image, ``make bench``). Here the parts are plain bytes. Memory stays bounded: the
+hundred bytes that bookkeeping costs the event loop about as much as the parsing itself
+(``docs/performance.md``). Here the parts are plain bytes. Memory stays bounded: the
 body is capped by ``MAX_REQUEST_BYTES`` before it gets here, text fields by ``max_field_bytes``.
 """
 
@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 
 class FormError(ValueError):
@@ -46,7 +50,7 @@ class _FormReader:
         self._header_value = b""
         self._disposition = b""
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_part_data": self.on_part_data,

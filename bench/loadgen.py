@@ -35,13 +35,20 @@ except ImportError:  # pragma: no cover - uvicorn[standard] brings it
 
 
 def build_request(
-    method: str, path: str, host: str, port: int, body: bytes = b"", content_type: str = ""
+    method: str,
+    path: str,
+    host: str,
+    port: int,
+    body: bytes = b"",
+    content_type: str = "",
+    headers: dict[str, str] | None = None,
 ) -> bytes:
     """One complete HTTP/1.1 keep-alive request, as bytes to send again and again."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
     if body or method in ("POST", "PUT"):
         lines.append(f"Content-Type: {content_type}")
         lines.append(f"Content-Length: {len(body)}")
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 

@@ -1,7 +1,11 @@
 """Request bodies for the benchmark: real test data when it is there, generated otherwise.
 
 Digits: MNIST test images, each encoded as a PNG and sent as one multipart ``file`` field.
-Sentiment: IMDB test reviews, each sent as ``{"reviews": [review]}``.
+Sentiment: IMDB test reviews, each sent as ``{"reviews": [review]}``. The same instances, one
+per request, through the other protocols (:data:`PROTOCOLS`), in the payload kind each
+protocol's usual client sends: TF Serving's JSON (``{"b64": png}`` images), and the Open
+Inference Protocol as ``tritonclient`` sends it by default (binary tensor data; images as
+``BYTES`` PNG files).
 
 The data folder is found as ``training.data`` finds it (``DATA_DIR``, else ``../shared/data``);
 nothing is downloaded: without the files, synthetic digits and reviews stand in, and the
@@ -10,9 +14,12 @@ results say so (``source``).
 
 from __future__ import annotations
 
+import base64
 import io
+import struct
 import tarfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -34,6 +41,7 @@ class Payloads:
     source: str
     # The same instances as model inputs, for the in-process measurement.
     instances: list
+    headers: list[dict[str, str]] = field(default_factory=list)  # per body, if any
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -127,3 +135,82 @@ def sentiment_payloads(count: int = 1000, data_dir: str | None = None) -> Payloa
     texts, source = reviews(count, data_dir)
     bodies = [orjson.dumps({"reviews": [text]}) for text in texts]
     return Payloads("/v1/sentiment/predict", "application/json", bodies, source, texts)
+
+
+def _oip_binary(name: str, datatype: str, shape: list[int], blob: bytes) -> tuple[bytes, dict]:
+    """An infer request as tritonclient sends it: JSON, then the tensor's bytes."""
+    head = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": shape,
+                    "datatype": datatype,
+                    "parameters": {"binary_data_size": len(blob)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
+    return head + blob, {"Inference-Header-Content-Length": str(len(head))}
+
+
+def _prefixed(item: bytes) -> bytes:
+    return struct.pack("<I", len(item)) + item
+
+
+def tfserving_digits_payloads(count: int = 1000, data_dir: str | None = None) -> Payloads:
+    images, source = digit_images(count, data_dir)
+    bodies = [
+        orjson.dumps({"instances": [{"b64": base64.b64encode(png(image)).decode()}]})
+        for image in images
+    ]
+    return Payloads("/v1/models/digits:predict", "application/json", bodies, source, list(images))
+
+
+def tfserving_sentiment_payloads(count: int = 1000, data_dir: str | None = None) -> Payloads:
+    texts, source = reviews(count, data_dir)
+    bodies = [orjson.dumps({"instances": [text]}) for text in texts]
+    return Payloads("/v1/models/sentiment:predict", "application/json", bodies, source, texts)
+
+
+def oip_digits_payloads(count: int = 1000, data_dir: str | None = None) -> Payloads:
+    images, source = digit_images(count, data_dir)
+    built = [_oip_binary("images", "BYTES", [1], _prefixed(png(image))) for image in images]
+    return Payloads(
+        "/v2/models/digits/infer",
+        "application/octet-stream",
+        [body for body, _ in built],
+        source,
+        list(images),
+        [headers for _, headers in built],
+    )
+
+
+def oip_sentiment_payloads(count: int = 1000, data_dir: str | None = None) -> Payloads:
+    texts, source = reviews(count, data_dir)
+    built = [_oip_binary("reviews", "BYTES", [1], _prefixed(text.encode())) for text in texts]
+    return Payloads(
+        "/v2/models/sentiment/infer",
+        "application/octet-stream",
+        [body for body, _ in built],
+        source,
+        texts,
+        [headers for _, headers in built],
+    )
+
+
+PayloadMaker = Callable[..., Payloads]
+# model -> protocol -> the same instances in that protocol's request bodies
+PROTOCOLS: dict[str, dict[str, PayloadMaker]] = {
+    "digits": {
+        "native": digits_payloads,
+        "tfserving": tfserving_digits_payloads,
+        "oip": oip_digits_payloads,
+    },
+    "sentiment": {
+        "native": sentiment_payloads,
+        "tfserving": tfserving_sentiment_payloads,
+        "oip": oip_sentiment_payloads,
+    },
+}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from app.config import Settings
-    from app.registry import configure_tensorflow, load_models
+    from app.model import configure_tensorflow, load_model
+    from app.repository import OnceLog, scan
     from bench.payloads import digit_images, reviews
 
     settings = Settings()
@@ -52,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         settings.device, settings.tf_intra_op_threads, settings.tf_inter_op_threads
     )
     sizes = [int(s) for s in args.batch_sizes.split(",")]
-    models = load_models(settings.model_dir, device, max(sizes))
+    found = scan(settings.model_dir, OnceLog(logging.getLogger("bench")))
+    models = {}
+    for name in ("digits", "sentiment"):
+        version, folder = max(found[name].versions.items())
+        models[name] = load_model(name, version, folder.path, device, max(sizes))
     images, image_source = digit_images(max(sizes), args.data_dir)
     texts, text_source = reviews(max(sizes), args.data_dir)
     inputs = {
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results = []
     for name, (data, source) in inputs.items():
-        model = models[name][max(models[name])]
+        model = models[name]
         for size in sizes:
             row = measure(model.predict, data[:size], args.seconds)
             results.append({"model": name, "device": device, "source": source, **row})

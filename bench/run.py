@@ -8,8 +8,13 @@
    table gives the median of each figure. On a shared VM whose speed drifts by 20-30% within
    minutes, one window each was not enough to compare servers, and three left the ratios
    swinging by 10-20% from run to run.
-2. The load generator's own ceiling: ``GET /healthz`` at concurrency 16.
-3. The models' throughput in-process (no HTTP, no batcher), batch 1 and batch 64.
+2. The other protocols: the same instances through TF Serving's API and the Open Inference
+   Protocol (as ``tritonclient`` sends them) on the batched server, at concurrency 64, each
+   point in rounds with the native endpoint's, the order reversed every other round.
+3. Version swaps (:mod:`bench.reload`): p99 at concurrency 16 while new versions go live,
+   against the same server without swaps, and the server's memory after 20 swaps.
+4. The load generator's own ceiling: ``GET /healthz`` at concurrency 16.
+5. The models' throughput in-process (no HTTP, no batcher), batch 1 and batch 64.
 
 Prints one table and writes ``bench/results.json`` and ``bench/throughput_latency.png``.
 Settings the runs share (TF threads, ...) come from the environment, as the server's do.
@@ -23,20 +28,19 @@ import json
 import math
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.loadgen import Probe, build_request, fetch, run_load
-from bench.payloads import Payloads, digits_payloads, sentiment_payloads
+from bench import reload
+from bench.loadgen import Probe, build_request, run_load
+from bench.payloads import PROTOCOLS, Payloads, digits_payloads, sentiment_payloads
+from bench.server import HOST, Server
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-HOST = "127.0.0.1"
 CONFIGS = {
     "batched": {},
     "unbatched": {"MAX_BATCH_SIZE": "1"},
@@ -48,8 +52,6 @@ CONFIGS = {
     "unbatched-2w": {"WORKERS": "2", "MAX_BATCH_SIZE": "1"},
 }
 DEFAULT_CONFIGS = "batched,unbatched,unbatched-2c"
-# No access log line per request: the servers run with LOG_LEVEL=warning unless it is set.
-LOG_LEVEL = "warning"
 SERVICE_SETTINGS = {
     "WORKERS",
     "LOG_LEVEL",
@@ -62,65 +64,15 @@ SERVICE_SETTINGS = {
     "REQUEST_TIMEOUT_S",
     "MODEL_DIR",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``python -m app`` in a child process, with extra environment; stopped with SIGTERM."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "HOST": HOST,
-            "PORT": str(self.port),
-            "LOG_LEVEL": os.environ.get("LOG_LEVEL", LOG_LEVEL),
-            **env,
-        }
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> Server:
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited; see {self.log_path}")
-            try:
-                if fetch(HOST, self.port, "/readyz", timeout=1)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the server was not ready within 120 s; see {self.log_path}")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+PROTOCOL_CONCURRENCY = 64
+PROTOCOL_TARGET = 0.8  # each protocol's throughput, as a share of the native endpoint's
 
 
 def requests_for(payloads: Payloads, port: int) -> list[bytes]:
+    headers = payloads.headers or [{}] * len(payloads.bodies)
     return [
-        build_request("POST", payloads.path, HOST, port, body, payloads.content_type)
-        for body in payloads.bodies
+        build_request("POST", payloads.path, HOST, port, body, payloads.content_type, extra)
+        for body, extra in zip(payloads.bodies, headers, strict=True)
     ]
 
 
@@ -164,6 +116,40 @@ def median_round(rounds: list[dict]) -> dict:
         "calls_by_batch_size": calls,
     }
     return merged
+
+
+def measure_protocols(server: Server, args) -> list[dict]:
+    """Each model through every protocol at PROTOCOL_CONCURRENCY, in interleaved rounds."""
+    points = []
+    for model in args.endpoints.split(","):
+        protocols = ["native", *(p for p in args.protocols.split(",") if p)]
+        payloads = {
+            protocol: PROTOCOLS[model][protocol](data_dir=args.data_dir) for protocol in protocols
+        }
+        requests = {protocol: requests_for(p, server.port) for protocol, p in payloads.items()}
+        rounds: dict[str, list[dict]] = {protocol: [] for protocol in protocols}
+        for round_ in range(args.rounds):
+            for protocol in protocols if round_ % 2 == 0 else protocols[::-1]:
+                rounds[protocol].append(
+                    measure_point(server, model, requests[protocol], PROTOCOL_CONCURRENCY, args)
+                )
+        for protocol in protocols:
+            point = median_round(rounds[protocol])
+            point.update(
+                endpoint=model,
+                protocol=protocol,
+                path=payloads[protocol].path,
+                config="batched",
+                source=payloads[protocol].source,
+            )
+            points.append(point)
+            print(
+                f"  {model:<9} {protocol:<9} c={PROTOCOL_CONCURRENCY} {point['rps']:8.1f} req/s "
+                f"(rounds {', '.join(f'{r:.0f}' for r in point['rounds_rps'])})  "
+                f"p99 {point['p99_ms']:7.2f} ms  errors {point['errors']}",
+                flush=True,
+            )
+    return points
 
 
 def run_raw(args) -> list[dict]:
@@ -223,6 +209,15 @@ def table(results: dict) -> str:
             f"{point['p99_ms']:>8.2f} {point['max_ms']:>8.2f} {point['errors']:>6} "
             f"{batch if batch is not None else '-':>10}"
         )
+    if results.get("protocol_points"):
+        lines += ["", f"{'model':<10} {'protocol':<10} {'conc':>4} {'req/s':>8} {'p99 ms':>8}"]
+        for point in results["protocol_points"]:
+            lines.append(
+                f"{point['endpoint']:<10} {point['protocol']:<10} {point['concurrency']:>4} "
+                f"{point['rps']:>8.1f} {point['p99_ms']:>8.2f}"
+            )
+    if results.get("reload"):
+        lines += ["", *reload.summary(results["reload"])]
     ceiling = results["client_ceiling"]
     lines += [
         "",
@@ -308,7 +303,26 @@ def targets(results: dict) -> list[dict]:
                         "met": b["p99_ms"] < 80,
                     }
                 )
+    native = {
+        p["endpoint"]: p for p in results.get("protocol_points", []) if p["protocol"] == "native"
+    }
+    for point in results.get("protocol_points", []):
+        base = native.get(point["endpoint"])
+        if point["protocol"] == "native" or not base or not base["rps"]:
+            continue
+        ratio = point["rps"] / base["rps"]
+        checks.append(
+            {
+                "target": f"{point['endpoint']} c={point['concurrency']}: {point['protocol']} "
+                f">= {PROTOCOL_TARGET}x native",
+                "value": f"{point['rps']:.0f} / {base['rps']:.0f} = {ratio:.2f}x",
+                "met": ratio >= PROTOCOL_TARGET,
+            }
+        )
+    if results.get("reload"):
+        checks += reload.targets(results["reload"])
     errors = sum(p["errors"] + p["warmup_errors"] for p in results["points"])
+    errors += sum(p["errors"] + p["warmup_errors"] for p in results.get("protocol_points", []))
     ceiling = results["client_ceiling"]
     errors += ceiling.get("errors", 0) + ceiling.get("warmup_errors", 0)
     checks.append({"target": "no errors", "value": str(errors), "met": errors == 0})
@@ -381,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--endpoints", default="digits,sentiment")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"of {', '.join(CONFIGS)}")
+    parser.add_argument(
+        "--protocols", default="tfserving,oip", help="compared with native at c=64 ('' skips)"
+    )
+    parser.add_argument(
+        "--reload", action=argparse.BooleanOptionalAction, default=True, help="version swaps"
+    )
     parser.add_argument("--raw-seconds", type=float, default=3.0)
     parser.add_argument("--data-dir", default=None, help="default: DATA_DIR or ../shared/data")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
@@ -452,7 +472,15 @@ def main(argv: list[str] | None = None) -> int:
                         f"{point['batches']['mean_batch_size']}",
                         flush=True,
                     )
+        protocol_points = []
+        if args.protocols and "batched" in servers:
+            print("protocols ...", flush=True)
+            protocol_points = measure_protocols(servers["batched"], args)
         servers_env = servers[configs[0]].env
+    reloading = None
+    if args.reload:
+        print("version swaps ...", flush=True)
+        reloading = reload.run(args, tmp)
     print("in-process model throughput ...", flush=True)
     raw = run_raw(args)
 
@@ -471,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.time() - started, 1),
         "client_ceiling": {"endpoint": "GET /healthz", **ceiling},
         "points": points,
+        "protocol_points": protocol_points,
+        "reload": reloading,
         "raw": raw,
     }
     results["speedup"] = [
@@ -485,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"load average before {load_before}, after {results['loadavg_after']}")
     print(f"wrote {args.output} and {args.plot} in {results['wall_s']:.0f} s")
-    errors = sum(p["errors"] for p in points) + ceiling.get("errors", 0)
+    errors = sum(p["errors"] for p in (*points, *protocol_points)) + ceiling.get("errors", 0)
+    errors += reloading["errors"] if reloading else 0
     return 1 if errors else 0
 
 

@@ -93,35 +93,40 @@ def train(argv: list[str] | None = None) -> TrainedDigits:
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         return {OUTPUT_NAME: model(images, training=False)}
 
-    export.export_saved_model(
-        path,
-        tracked=[model],
-        serve=serve,
-        input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME)],
-    )
-    metadata = {
-        "model": "digits",
-        "version": int(path.name),
-        "dataset": "MNIST",
-        "train_size": len(x_train) - n_val,
-        "validation_size": n_val,
-        "test_size": len(x_test),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "dropout": args.dropout,
-        "seed": args.seed,
-        "test_accuracy": round(float(test_accuracy), 5),
-        "test_loss": round(float(test_loss), 5),
-        "training_seconds": round(seconds, 1),
-        "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.items()},
-        "signature": {
-            "inputs": {INPUT_NAME: {"dtype": "float32", "shape": [None, 28, 28], "range": "0-255"}},
-            "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [None, 10]}},
-        },
-    }
-    export.write_metadata(path, metadata)
-    export.plot_history(history, path / "training_curves.png", "MNIST digits")
-    export.plot_confusion_matrix(y_test, predicted, path / "confusion_matrix.png")
+    # Written beside its final place, then renamed into it: a running service polling
+    # MODEL_DIR never sees a half-written version.
+    with export.publishing(path) as staging:
+        export.export_saved_model(
+            staging,
+            tracked=[model],
+            serve=serve,
+            input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME)],
+        )
+        metadata = {
+            "model": "digits",
+            "version": int(path.name),
+            "dataset": "MNIST",
+            "train_size": len(x_train) - n_val,
+            "validation_size": n_val,
+            "test_size": len(x_test),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "dropout": args.dropout,
+            "seed": args.seed,
+            "test_accuracy": round(float(test_accuracy), 5),
+            "test_loss": round(float(test_loss), 5),
+            "training_seconds": round(seconds, 1),
+            "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.items()},
+            "signature": {
+                "inputs": {
+                    INPUT_NAME: {"dtype": "float32", "shape": [None, 28, 28], "range": "0-255"}
+                },
+                "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [None, 10]}},
+            },
+        }
+        export.write_metadata(staging, metadata)
+        export.plot_history(history, staging / "training_curves.png", "MNIST digits")
+        export.plot_confusion_matrix(y_test, predicted, staging / "confusion_matrix.png")
     print(f"digits: test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) -> {path}")
     return TrainedDigits(model, path, metadata)
 

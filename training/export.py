@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,31 @@ import tensorflow as tf
 
 
 def next_version(model_root: Path) -> int:
-    """The next free TF Serving version number under ``models/<name>/``."""
-    versions = [int(p.name) for p in model_root.glob("*") if p.is_dir() and p.name.isdigit()]
+    """The next free TF Serving version number under ``models/<name>/`` (ASCII digits only, as
+    the service reads them)."""
+    versions = [
+        int(p.name)
+        for p in model_root.glob("*")
+        if p.is_dir() and p.name.isascii() and p.name.isdigit()
+    ]
     return max(versions, default=0) + 1
+
+
+@contextmanager
+def publishing(path: Path) -> Iterator[Path]:
+    """A hidden staging folder beside ``path``, renamed to ``path`` once the block succeeds.
+
+    The rename is atomic, so a service polling the models folder sees the whole version or
+    nothing; the service ignores hidden folders. On failure the staging folder is removed.
+    """
+    staging = path.parent / f".{path.name}.partial-{os.getpid()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield staging
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def version_dir(output_dir: Path, name: str, version: int | None) -> Path:

@@ -147,36 +147,43 @@ def train(argv: list[str] | None = None) -> TrainedSentiment:
         probabilities = classifier(vectorizer(reviews), training=False)
         return {OUTPUT_NAME: tf.squeeze(probabilities, axis=-1)}
 
-    export.export_saved_model(
-        path,
-        tracked=[vectorizer, classifier],
-        serve=serve,
-        input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
-    )
-    metadata = {
-        "model": "sentiment",
-        "version": int(path.name),
-        "dataset": "IMDB Large Movie Review Dataset (aclImdb)",
-        "train_size": len(x_train),
-        "validation_size": n_val,
-        "test_size": len(x_test),
-        "max_tokens": MAX_TOKENS,
-        "search_epochs": search_epochs,
-        "best_validation_epoch": best_epoch,
-        "epochs": epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "test_accuracy": round(float(test_accuracy), 5),
-        "test_loss": round(float(test_loss), 5),
-        "training_seconds": round(seconds, 1),
-        "validation_history": {k: [round(float(v), 5) for v in vs] for k, vs in history.items()},
-        "signature": {
-            "inputs": {INPUT_NAME: {"dtype": "string", "shape": [None]}},
-            "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [None]}},
-        },
-    }
-    export.write_metadata(path, metadata)
-    export.plot_history(history, path / "training_curves.png", "IMDB sentiment (validation run)")
+    # Written beside its final place, then renamed into it: a running service polling
+    # MODEL_DIR never sees a half-written version.
+    with export.publishing(path) as staging:
+        export.export_saved_model(
+            staging,
+            tracked=[vectorizer, classifier],
+            serve=serve,
+            input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
+        )
+        metadata = {
+            "model": "sentiment",
+            "version": int(path.name),
+            "dataset": "IMDB Large Movie Review Dataset (aclImdb)",
+            "train_size": len(x_train),
+            "validation_size": n_val,
+            "test_size": len(x_test),
+            "max_tokens": MAX_TOKENS,
+            "search_epochs": search_epochs,
+            "best_validation_epoch": best_epoch,
+            "epochs": epochs,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "test_accuracy": round(float(test_accuracy), 5),
+            "test_loss": round(float(test_loss), 5),
+            "training_seconds": round(seconds, 1),
+            "validation_history": {
+                k: [round(float(v), 5) for v in vs] for k, vs in history.items()
+            },
+            "signature": {
+                "inputs": {INPUT_NAME: {"dtype": "string", "shape": [None]}},
+                "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [None]}},
+            },
+        }
+        export.write_metadata(staging, metadata)
+        export.plot_history(
+            history, staging / "training_curves.png", "IMDB sentiment (validation run)"
+        )
     print(f"sentiment: test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) -> {path}")
     return TrainedSentiment(vectorizer, classifier, path, metadata)
 

@@ -1,8 +1,8 @@
 """What routes take from the running app: the model server, behind the API key check.
 
-Every route under ``/v1`` starts with ``server = authorized_server(request)``: a plain call,
-not a FastAPI dependency, whose bookkeeping costs some 25 us per dependency and request, as
-much as a model call's share in a full batch (``make bench``).
+Every model route starts with ``server = authorized_server(request)``: a plain call rather than
+a FastAPI dependency, whose per-request bookkeeping costs as much as a model call's share in a
+full batch (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def check_api_key(request: Request) -> None:
 
 
 def authorized_server(request: Request) -> ModelServer:
-    """The model server, for a caller with a valid API key, once every model is ready."""
+    """The model server, for a caller with a valid API key, between start-up and shutdown."""
     check_api_key(request)
     server: ModelServer | None = getattr(request.app.state, "server", None)
-    if server is None or not server.ready:
-        raise Unavailable("the models are not loaded, or the server is shutting down")
+    if server is None or not server.accepting:
+        raise Unavailable("the models are not loaded yet, or the server is shutting down")
     return server
 
 
@@ -66,9 +66,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     request off its batcher's queue, so it never reaches the model.
 
     The watcher starts only once the work has taken ``WATCH_AFTER_S``: most requests are
-    answered sooner, and a task per request cost 5-9% of the event loop's time under load
-    (``make bench``). A client that leaves sooner is noticed then; an answer that comes first
-    goes nowhere.
+    answered sooner, and a task per request costs the event loop more than a timer
+    (``docs/performance.md``). A client that leaves sooner is noticed then; an answer that
+    comes first goes nowhere.
     """
     loop = asyncio.get_running_loop()
     current = asyncio.current_task()

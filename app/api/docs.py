@@ -4,7 +4,7 @@ FastAPI's own pages load Swagger UI and ReDoc from a CDN, so on a machine withou
 ``/docs`` is blank. Here the same pages (FastAPI's ``get_swagger_ui_html`` and
 ``get_redoc_html``) point at the files that the ``fastapi-standalone-docs`` package ships
 (Swagger UI's and ReDoc's dist files, ReDoc's logo made local, FastAPI's favicon), served under
-``/docs/assets/``. Only the package's files are used, not its ``StandaloneDocs``, which patches
+``/docs/assets/`` (and ReDoc's logo under ``/redoc/``, where its bundle asks for it). Only the package's files are used, not its ``StandaloneDocs``, which patches
 FastAPI's functions for every app in the process. Google Fonts are left out of ReDoc and Swagger
 UI's online validator badge is turned off, so neither page asks anything of another host.
 
@@ -35,24 +35,27 @@ ASSETS_PATH = "/docs/assets"
 SWAGGER_JS = "swagger/swagger-ui-bundle.js"
 SWAGGER_CSS = "swagger/swagger-ui.css"
 REDOC_JS = "redoc/redoc.standalone.js"
+REDOC_LOGO = "redoc/logo-mini.svg"
 FAVICON = "fastapi/favicon.png"
 
 
-def _assets() -> StaticFiles:
-    """The package's ``static`` folder, after checking that every file the pages use is there."""
+def _assets(subfolder: str = "") -> StaticFiles:
+    """The package's ``static`` folder (or one in it), once every file the pages use is there."""
     folder = Path(fastapi_standalone_docs.__path__[0]) / "static"
-    missing = [name for name in (SWAGGER_JS, SWAGGER_CSS, REDOC_JS, FAVICON)
+    missing = [name for name in (SWAGGER_JS, SWAGGER_CSS, REDOC_JS, REDOC_LOGO, FAVICON)
                if not (folder / name).is_file()]  # fmt: skip
     if missing:
         raise RuntimeError(
             f"fastapi-standalone-docs has no {', '.join(missing)} in {folder}: "
             "reinstall it, or pin a version that has them"
         )
-    return StaticFiles(directory=folder)
+    return StaticFiles(directory=folder / subfolder)
 
 
 router = APIRouter(include_in_schema=False)
 router.mount(ASSETS_PATH, _assets(), name="docs-assets")
+# The package's ReDoc asks for its logo beside the page: /redoc/logo-mini.svg.
+router.mount(REDOC_PATH, _assets("redoc"), name="redoc-assets")
 
 
 def _root(request: Request) -> str:

@@ -1,51 +1,52 @@
-"""A route class for the hot endpoints: they read the Request and build the Response themselves.
+"""A route class for the hot endpoints, which read the Request and build the Response themselves.
 
-FastAPI's own request handler solves an endpoint's parameters on every request (query string,
-dependencies, exit stacks, telemetry hooks), even when the only parameter is the Request: about
-a tenth of the event loop's time per digits request under load (``make bench``). For
-``endpoint(request: Request) -> SomeResponse`` there is nothing to solve, so :class:`RequestRoute`
-calls it directly. FastAPI still builds the route's OpenAPI entry from the decorator as usual;
-with ``OPENTELEMETRY=true`` these routes get request spans and metrics, but no per-operation
-spans (there is no dependency or serialization step to trace).
+FastAPI's request handler solves an endpoint's parameters on every request (query string,
+dependencies, exit stacks, telemetry hooks), a noticeable share of the event loop's time per
+request under load (``docs/performance.md``). An endpoint marked :func:`direct` opts out:
+:class:`RequestRoute` calls it as ``endpoint(request, **path_params)``, the path parameters as
+the strings the path matched. FastAPI still builds the route's OpenAPI entry from the decorator
+and the signature as usual; with ``OPENTELEMETRY=true`` such routes get request spans and
+metrics but no per-operation spans.
 
-Any other endpoint signature gets FastAPI's handler, unchanged.
+Unmarked endpoints get FastAPI's handler, unchanged.
 """
 
 from __future__ import annotations
 
 import inspect
-import typing
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+DirectEndpoint = Callable[..., Awaitable[Response]]
+E = TypeVar("E", bound=DirectEndpoint)
+
+
+def direct(endpoint: E) -> E:
+    """Opt an endpoint in: ``async def f(request: Request, <path params: str>) -> Response``."""
+    endpoint.__direct_endpoint__ = True  # type: ignore[attr-defined]
+    return endpoint
+
 
 class RequestRoute(APIRoute):
-    """An APIRoute that calls ``endpoint(request)`` directly when that is all it takes."""
+    """An APIRoute that calls a :func:`direct` endpoint without FastAPI's parameter solving."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
-        if not _takes_request_returns_response(endpoint) or self.dependant.dependencies:
+        if not getattr(endpoint, "__direct_endpoint__", False):
             return super().get_route_handler()
+        expected = ["request", *self.param_convertors]
+        parameters = list(inspect.signature(endpoint).parameters)
+        if sorted(parameters) != sorted(expected) or not inspect.iscoroutinefunction(endpoint):
+            raise TypeError(
+                f"direct endpoint {endpoint.__qualname__} of {self.path} must be "
+                f"async def ({', '.join(expected)}), not ({', '.join(parameters)})"
+            )
 
         async def handle(request: Request) -> Response:
-            return await endpoint(request)
+            response: Response = await endpoint(request, **request.path_params)
+            return response
 
         return handle
-
-
-def _takes_request_returns_response(endpoint: Callable[..., Any]) -> bool:
-    """``async def endpoint(request: Request) -> <a Response subclass>``, nothing else."""
-    if not inspect.iscoroutinefunction(endpoint):
-        return False
-    hints = typing.get_type_hints(endpoint)
-    parameters = list(inspect.signature(endpoint).parameters)
-    returns = hints.get("return")
-    return (
-        len(parameters) == 1
-        and hints.get(parameters[0]) is Request
-        and inspect.isclass(returns)
-        and issubclass(returns, Response)
-    )

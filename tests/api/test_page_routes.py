@@ -70,6 +70,12 @@ def test_the_docs_load_their_files_from_the_service(client: TestClient, path: st
         assert client.get(url).status_code == 200, url
 
 
+def test_redoc_finds_its_logo_beside_the_page(client: TestClient) -> None:
+    response = client.get("/redoc/logo-mini.svg")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg")
+
+
 def test_swagger_ui_asks_no_online_validator(client: TestClient) -> None:
     assert '"validatorUrl": null' in client.get("/docs").text
     assert client.get(docs.OAUTH2_REDIRECT_PATH).status_code == 200

@@ -8,7 +8,6 @@ inputs, and every bad request must be a TF Serving style ``{"error": "..."}``, n
 from __future__ import annotations
 
 import base64
-import io
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,28 +16,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from app.config import Settings
 from app.main import create_app
-from training.data import mnist_local_path
+from app.serving import ModelRef
+from tests.support.predictions import (
+    REVIEWS,
+    close_to,
+    native_probabilities,
+    native_scores,
+    png,
+    some_digits,
+)
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-REVIEWS = [
-    "A wonderful, moving film. The acting is superb and the story is beautiful.",
-    "Awful. A boring plot, terrible acting and a complete waste of time.",
-    "It was fine, I suppose; nothing special but the ending surprised me.",
-]
 API_KEY = "tfserving-test-key"
 
 
 # ---- helpers and fixtures ----------------------------------------------------------------------
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def b64(data: bytes) -> dict[str, str]:
@@ -57,34 +52,7 @@ def assert_tf_error(response, status: int) -> str:
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
-    """Eight 28x28 uint8 digits: MNIST test images when the data set is here, else drawn ones."""
-    path = mnist_local_path()
-    if path is not None:
-        with np.load(path) as data:
-            return data["x_test"][:8]
-    images = np.zeros((8, 28, 28), dtype=np.uint8)
-    for i, image in enumerate(images):  # bars and boxes at different places
-        image[4 + i : 24 - i // 2, 8 + i : 11 + i] = 255
-        if i % 2:
-            image[6:9, 6:22] = 200
-    return images
-
-
-def native_scores(client: TestClient, reviews: list[str]) -> list[float]:
-    response = client.post("/v1/sentiment/predict", json={"reviews": reviews})
-    assert response.status_code == 200, response.text
-    return [p["score"] for p in response.json()["predictions"]]
-
-
-def native_probabilities(client: TestClient, images: np.ndarray) -> list[list[float]]:
-    files = [("file", (f"{i}.png", png(image), "image/png")) for i, image in enumerate(images)]
-    response = client.post("/v1/digits/predict", files=files)
-    assert response.status_code == 200, response.text
-    return [p["probabilities"] for p in response.json()["predictions"]]
-
-
-def close_to(expected):
-    return pytest.approx(expected, rel=1e-5, abs=1e-6)
+    return some_digits()
 
 
 # ---- model status ------------------------------------------------------------------------------
@@ -481,7 +449,8 @@ class RowSum(tf.Module):
 
 @pytest.fixture(scope="module")
 def multi_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """sentiment versions 1 and 2 (copies), digits, two toy models; an API key required."""
+    """sentiment versions 1 and 2 (copies, both served), digits, two toy models; an API key
+    required."""
     model_dir = tmp_path_factory.mktemp("models")
     shutil.copytree(MODELS / "sentiment" / "1", model_dir / "sentiment" / "1")
     shutil.copytree(MODELS / "sentiment" / "1", model_dir / "sentiment" / "2")
@@ -490,7 +459,7 @@ def multi_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClien
         tf.saved_model.save(
             module, str(model_dir / name / "123"), signatures={"serving_default": module.serve}
         )
-    settings = Settings(model_dir=model_dir, api_keys=API_KEY)
+    settings = Settings(model_dir=model_dir, api_keys=API_KEY, model_version_policy="all")
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {API_KEY}"}) as c:
         yield c
 
@@ -521,7 +490,7 @@ def test_two_versions_are_each_addressable(multi_client: TestClient) -> None:
 def test_unversioned_predict_is_served_by_the_highest_version(multi_client: TestClient) -> None:
     """Stop version 1's batcher: the unversioned path still answers, so version 2 serves it."""
     server = multi_client.app.state.server
-    multi_client.portal.call(server.get("sentiment", 1).batcher.close)
+    multi_client.portal.call(server.resolve(ModelRef("sentiment", 1)).batcher.close)
     stopped = multi_client.post(
         "/v1/models/sentiment/versions/1:predict", json={"instances": REVIEWS}
     )

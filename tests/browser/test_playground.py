@@ -249,6 +249,7 @@ def test_the_api_docs_work_offline(session_for, server: str, path: str) -> None:
     # Rendered from /openapi.json by the JavaScript the service serves: the predict routes show.
     session.page.get_by_text("/v1/digits/predict").first.wait_for()
     assert session.page.get_by_text("Digits in uploaded images").first.is_visible()
+    session.page.wait_for_load_state("networkidle")  # the logo, fonts, whatever comes late
     local = [r.url for r in session.requests if "/docs/assets/" in r.url]
     assert local, "the page loaded no asset from /docs/assets/"
     session.check()

@@ -1,7 +1,8 @@
 """Real uvicorn servers for the robustness tests, each started once per test session.
 
 * ``server``: the service as shipped, with MAX_REQUEST_BYTES lowered to 2 MB so that the
-  body-cap tests send little;
+  body-cap tests send little, and a 60 s deadline, so that a burst of huge images decoding
+  one per core is answered in full on a slow machine;
 * ``busy_server``: a queue of 4 instances per model and a 250 ms batch delay (so bursts overflow it),
   API keys required and /metrics closed;
 * ``faulty_server``: ``tests.support.faulty_app`` with a fault file the tests write, a 1 s
@@ -31,7 +32,9 @@ def _no_long_gc_pauses() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
-    proc, url = start_server({"MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)})
+    proc, url = start_server(
+        {"MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES), "REQUEST_TIMEOUT_S": "60"}
+    )
     yield Server(proc, url)
     stop_server(proc)
 

@@ -38,6 +38,8 @@ DIGITS = "/v1/digits/predict"
 SENTIMENT = "/v1/sentiment/predict"
 TFS_SENTIMENT = "/v1/models/sentiment:predict"
 TFS_DIGITS = "/v1/models/digits:predict"
+OIP_SENTIMENT = "/v2/models/sentiment/infer"
+OIP_DIGITS = "/v2/models/digits/infer"
 RSS_GROWTH_LIMIT_MIB = 300  # generous: TensorFlow and the allocator keep some memory
 TRIED: list[str] = []
 
@@ -119,6 +121,37 @@ def multipart_garbage() -> dict[str, Any]:
 
 def json_body(data: bytes, content_type: str = "application/json") -> dict[str, Any]:
     return {"content": data, "headers": {"content-type": content_type}}
+
+
+def oip(name: str, datatype: str, shape: Any, data: Any = None, **extra: Any) -> dict[str, Any]:
+    """An OIP infer body with one input tensor (JSON data, or binary_data_size in extra)."""
+    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+    if data is not None:
+        tensor["data"] = data
+    if "binary_data_size" in extra:
+        tensor["parameters"] = {"binary_data_size": extra.pop("binary_data_size")}
+    return {"inputs": [tensor], **extra}
+
+
+def oip_binary(
+    request: dict[str, Any], binary: bytes, header_length: int | str | None = None
+) -> dict[str, Any]:
+    """JSON then binary tensor data; the JSON's length in the header (or a lie given)."""
+    head = json.dumps(request).encode()
+    length = len(head) if header_length is None else header_length
+    return {
+        "content": head + binary,
+        "headers": {"Inference-Header-Content-Length": str(length)},
+    }
+
+
+def gzipped(data: bytes) -> dict[str, Any]:
+    import gzip
+
+    return {
+        "content": gzip.compress(data),
+        "headers": {"content-type": "application/json", "content-encoding": "gzip"},
+    }
 
 
 def chunked(data: bytes, chunk: int = 64 * 1024) -> Iterator[bytes]:
@@ -359,6 +392,201 @@ CASES = [
         lambda: json_body(b'{"instances": ["a"]}', "text/plain"),
         path=TFS_SENTIMENT,
     ),
+    # ---- Open Inference Protocol
+    Case(
+        "OIP: reviews sent as FP32",
+        400,
+        lambda: {"json": oip("reviews", "FP32", [1], [1.0])},
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: images sent as BOOL",
+        400,
+        lambda: {"json": oip("images", "BOOL", [1, 28, 28], [True] * 784)},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: unknown datatype",
+        400,
+        lambda: {"json": oip("images", "FLOAT", [1, 28, 28], [0] * 784)},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: shape that does not match the data",
+        400,
+        lambda: {"json": oip("images", "FP32", [1, 28, 28], [0.0] * 10)},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: nested data of another shape",
+        400,
+        lambda: {"json": oip("images", "FP32", [1, 28, 28], [[[0] * 14] * 56])},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: negative and fractional dimensions",
+        400,
+        lambda: {"json": oip("images", "FP32", [1, -28, 28.5], [0] * 784)},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: data nested 40 deep",
+        400,
+        lambda: {"json": oip("images", "FP32", [1, 28, 28], deep_list(40))},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: a pixel of 300",
+        400,
+        lambda: {"json": oip("images", "FP32", [1, 28, 28], [300] + [0] * 783)},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: huge declared shape",
+        400,
+        lambda: {"json": oip("images", "FP32", [2**40, 28, 28], [0] * 784)},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: huge declared inner shape",
+        400,
+        lambda: {"json": oip("reviews", "BYTES", [1, 2**31, 2**31], ["a"])},
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: binary header length past the body",
+        400,
+        lambda: oip_binary(
+            oip("images", "FP32", [1, 28, 28], binary_data_size=3136), b"\0" * 3136, 10**9
+        ),
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: binary header length inside the JSON",
+        400,
+        lambda: oip_binary(
+            oip("images", "FP32", [1, 28, 28], binary_data_size=3136), b"\0" * 3136, 7
+        ),
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: binary header length not a number",
+        400,
+        lambda: oip_binary(
+            oip("images", "FP32", [1, 28, 28], binary_data_size=3136), b"\0" * 3136, "-5"
+        ),
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: binary_data_size over what was sent",
+        400,
+        lambda: oip_binary(
+            oip("images", "FP32", [1, 28, 28], binary_data_size=2**62), b"\0" * 3136
+        ),
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: binary data left over",
+        400,
+        lambda: oip_binary(oip("images", "FP32", [1, 28, 28], binary_data_size=3136), b"\0" * 4000),
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: binary data of the wrong size for the shape",
+        400,
+        lambda: oip_binary(oip("images", "FP32", [2, 28, 28], binary_data_size=3136), b"\0" * 3136),
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: binary BYTES whose length prefix lies",
+        400,
+        lambda: oip_binary(
+            oip("reviews", "BYTES", [1], binary_data_size=10), b"\xff\xff\xff\x7f" + b"abcdef"
+        ),
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: binary BYTES that are not UTF-8",
+        400,
+        lambda: oip_binary(
+            oip("reviews", "BYTES", [1], binary_data_size=8), b"\x04\0\0\0\xff\xfe\xfd\xfc"
+        ),
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: BYTES image that is not an image",
+        400,
+        lambda: {"json": oip("images", "BYTES", [1], [base64.b64encode(b"not an image").decode()])},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: BYTES image bomb",
+        413,
+        lambda: {"json": oip("images", "BYTES", [1], [base64.b64encode(png_bomb()).decode()])},
+        path=OIP_DIGITS,
+    ),
+    Case(
+        "OIP: both data and binary_data_size",
+        400,
+        lambda: oip_binary(oip("reviews", "BYTES", [1], ["a"], binary_data_size=5), b"\x01\0\0\0a"),
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: unknown output asked for",
+        400,
+        lambda: {"json": oip("reviews", "BYTES", [1], ["a"], outputs=[{"name": "nope"}])},
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: id not a string",
+        400,
+        lambda: {"json": oip("reviews", "BYTES", [1], ["a"], id=42)},
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: 257 reviews",
+        400,
+        lambda: {"json": oip("reviews", "BYTES", [257], ["good"] * 257)},
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: lone surrogate",
+        400,
+        lambda: json_body(
+            b'{"inputs": [{"name": "reviews", "datatype": "BYTES", "shape": [1], '
+            b'"data": ["bad \\ud800"]}]}'
+        ),
+        path=OIP_SENTIMENT,
+    ),
+    Case("OIP: JSON null", 400, lambda: json_body(b"null"), path=OIP_SENTIMENT),
+    Case("OIP: no inputs", 400, lambda: {"json": {"inputs": []}}, path=OIP_SENTIMENT),
+    Case(
+        "OIP: gzip bomb",
+        413,
+        lambda: gzipped(b'{"inputs": [' + b" " * (MAX_REQUEST_BYTES * 4) + b"]}"),
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: corrupt gzip",
+        400,
+        lambda: {"content": b"\x1f\x8b" + os.urandom(100), "headers": {"content-encoding": "gzip"}},
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: unsupported content encoding",
+        400,
+        lambda: {"content": b"{}", "headers": {"content-encoding": "br"}},
+        path=OIP_SENTIMENT,
+    ),
+    Case(
+        "OIP: body over the cap, chunked",
+        413,
+        lambda: {
+            "content": chunked(b'{"inputs": ["' + b"a" * OVER_CAP + b'"]}'),
+            "headers": {"content-type": "application/json"},
+        },
+        path=OIP_SENTIMENT,
+    ),
     Case(
         "TF Serving: body over the cap, chunked",
         413,
@@ -395,7 +623,8 @@ def test_hostile_input(case: Case, client: httpx.Client, rss_at_start: float) ->
     )
     if response.status_code >= 400:
         error = response.json()["error"]
-        assert error if case.path.startswith("/v1/models/") else error["code"] and error["message"]
+        plain = case.path.startswith(("/v1/models/", "/v2/"))
+        assert error if plain else error["code"] and error["message"]
     if case.max_seconds is not None:
         assert took < case.max_seconds, f"{case.name} took {took:.1f} s"
     assert client.get("/healthz").status_code == 200

@@ -29,6 +29,7 @@ from tests.robustness.helpers import (
 from tests.support.server import ROOT
 
 PNG = encode(digit_image(28), "PNG")
+OIP_REVIEW = {"inputs": [{"name": "reviews", "datatype": "BYTES", "shape": [1], "data": ["great"]}]}
 PROTECTED = [
     ("POST", "/v1/sentiment/predict", {"json": {"reviews": ["great"]}}),
     ("POST", "/v1/digits/predict", {"files": {"file": ("d.png", PNG, "image/png")}}),
@@ -39,7 +40,19 @@ PROTECTED = [
     ("GET", "/v1/models/digits/versions/1/metadata", {}),
     ("POST", "/v1/models/sentiment:predict", {"json": {"instances": ["great"]}}),
     ("POST", "/v1/models/digits/versions/1:predict", {"json": {"instances": [[[0] * 28] * 28]}}),
+    ("GET", "/v1/models/sentiment/labels/stable", {}),
+    ("GET", "/v1/models/sentiment/labels/stable/metadata", {}),
+    ("POST", "/v1/models/sentiment/labels/stable:predict", {"json": {"instances": ["great"]}}),
+    ("GET", "/v2", {}),
+    ("GET", "/v2/models/digits", {}),
+    ("GET", "/v2/models/digits/versions/1", {}),
+    ("GET", "/v2/models/digits/ready", {}),
+    ("GET", "/v2/models/digits/versions/1/ready", {}),
+    ("GET", "/v2/models/digits/config", {}),
+    ("POST", "/v2/models/sentiment/infer", {"json": OIP_REVIEW}),
+    ("POST", "/v2/models/sentiment/versions/1/infer", {"json": OIP_REVIEW}),
 ]
+OPEN = {"/v2/health/live", "/v2/health/ready"}  # health stays open, as /healthz and /readyz
 BAD_AUTH = [
     None,
     "",
@@ -79,7 +92,7 @@ def test_api_keys_guard_predict_and_model_endpoints(
                 assert response.status_code == 200, response.text
 
 
-def test_every_v1_route_is_in_the_api_key_test() -> None:
+def test_every_model_route_is_in_the_api_key_test() -> None:
     """Routes call authorized_server() themselves: a new one must join PROTECTED above."""
     from app.config import Settings
     from app.main import create_app
@@ -88,7 +101,7 @@ def test_every_v1_route_is_in_the_api_key_test() -> None:
     routes = {
         (method.upper(), path)
         for path, operations in spec["paths"].items()
-        if path.startswith("/v1/")
+        if path.startswith(("/v1/", "/v2")) and path not in OPEN
         for method in operations
     }
     covered = set()
@@ -187,6 +200,7 @@ def test_dot_dot_segments_never_leave_the_api(server: Server) -> None:
         "/playground/..%2f..%2fpyproject.toml",
         "/docs/assets/../../../../../../etc/passwd",
         "/docs/assets/%2e%2e/__init__.py",
+        "/redoc/%2e%2e/%2e%2e/%2e%2e/__init__.py",
     ):
         answer = raw_request(
             server.port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
@@ -199,9 +213,13 @@ def test_dot_dot_segments_never_leave_the_api(server: Server) -> None:
 
 # Where app/ may touch the file system, and why; anything else fails this test for a review.
 FILE_ACCESS_ALLOWED = {  # (file name, top-level function or class)
-    ("registry.py", "LoadedModel"),  # tf.saved_model.load(<MODEL_DIR>/<name>/<version>)
-    ("registry.py", "discover"),  # walks MODEL_DIR
-    ("tfserving.py", "_signature_def_from_file"),  # a loaded model's own folder
+    ("model.py", "LoadedModel"),  # tf.saved_model.load(<MODEL_DIR>/<name>/<version>)
+    ("lifecycle.py", "Lifecycle"),  # MODEL_DIR itself, at start-up
+    ("repository.py", "scan"),  # walks MODEL_DIR
+    ("repository.py", "scan_model"),  # a model's folder found by scan()
+    ("repository.py", "fingerprint_of"),  # a version folder found by scan_model()
+    ("repository.py", "read_labels"),  # <MODEL_DIR>/<name>/labels.json
+    ("codec.py", "_signature_def_from_file"),  # a loaded model's own folder
     ("__main__.py", "main"),  # the Prometheus multiprocess folder
     ("metrics.py", "render"),
     ("metrics.py", "mark_process_dead"),

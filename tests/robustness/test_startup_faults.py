@@ -3,6 +3,7 @@ path that is wrong (and never start serving)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from app.registry import ModelLoadError
+from app.lifecycle import Lifecycle
+from app.model import ModelLoadError
 from app.serving import ModelServer
 from tests.conftest import MODELS
 from tests.support.server import ROOT, free_port
@@ -108,8 +110,10 @@ def test_other_broken_model_dirs_name_the_path(tmp_path: Path) -> None:
         (only_sentiment, f"model directory {only_sentiment.resolve()} lacks digits"),
     ]
     for directory, wanted in cases:
+        settings = Settings(model_dir=directory, max_batch_size=4)
+        lifecycle = Lifecycle(ModelServer(settings, "/CPU:0"), settings)
         with pytest.raises(ModelLoadError) as caught:
-            ModelServer.load(Settings(model_dir=directory, max_batch_size=4))
+            asyncio.run(lifecycle.load_initial())
         assert wanted in str(caught.value)
 
 

@@ -1,7 +1,8 @@
 """Start a real uvicorn process on a free port for tests, and stop it.
 
-``start_server(env)`` runs ``python -m uvicorn app.main:app`` (or another ``module:app`` target,
-or ``python -m app`` itself) with the given environment on top of this one, waits until
+``start_server(env)`` runs ``python -m uvicorn --factory app.main:tuned_app`` (the app as
+``python -m app`` builds it, process tuning included), another ``module:app`` target, or
+``python -m app`` itself, with the given environment on top of this one, waits until
 ``GET /readyz`` answers 200 and returns the process and its base URL. The server's output goes
 to a log file (``proc.log_path``; ``server_log(proc)`` reads it) so that a full pipe never
 blocks it.
@@ -56,7 +57,7 @@ def start_server(
     env: dict[str, str] | None = None,
     port: int | None = None,
     *,
-    target: str = "app.main:app",
+    target: str | None = None,
     python_m_app: bool = False,
     args: tuple[str, ...] = (),
     ready_timeout_s: float = 60.0,
@@ -64,7 +65,8 @@ def start_server(
     """Start a server and wait for ``/readyz``; raises RuntimeError (with its log) if it fails.
 
     ``python_m_app=True`` runs the production entry point ``python -m app`` (HOST/PORT from the
-    environment); otherwise ``python -m uvicorn <target> --host 127.0.0.1 --port N *args``.
+    environment); otherwise ``python -m uvicorn <target> --host 127.0.0.1 --port N *args``, the
+    target by default the tuned app factory.
     """
     port = port or free_port()
     full_env = {
@@ -78,7 +80,8 @@ def start_server(
     if python_m_app:
         command = [sys.executable, "-m", "app"]
     else:
-        command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1"]
+        command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1"]
+        command += [target] if target else ["--factory", "app.main:tuned_app"]
         command += ["--port", str(port), *args]
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
         prefix=f"server-{port}-", suffix=".log", delete=False

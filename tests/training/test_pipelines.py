@@ -44,6 +44,7 @@ def digits_run(tmp_path_factory, mnist) -> digits.TrainedDigits:
 
 @pytest.mark.slow
 def test_sentiment_smoke_run_exports_a_raw_text_savedmodel(sentiment_run, imdb) -> None:
+    assert [p.name for p in sentiment_run.path.parent.iterdir()] == ["1"]  # no staging left
     path = sentiment_run.path
     assert path.name == "1"
     for artefact in ("saved_model.pb", "metadata.json", "training_curves.png"):
@@ -107,9 +108,30 @@ def test_next_free_version(tmp_path) -> None:
     from training.export import next_version
 
     assert next_version(tmp_path / "none") == 1
-    for name in ("1", "3", "notes"):
+    for name in ("1", "3", "notes", "\u0669"):  # an Arabic-Indic nine is not a version
         (tmp_path / name).mkdir()
     assert next_version(tmp_path) == 4
+
+
+def test_a_version_appears_whole_or_not_at_all(tmp_path) -> None:
+    from training.export import publishing
+
+    target = tmp_path / "m" / "1"
+    with publishing(target) as staging:
+        staging.mkdir()
+        (staging / "saved_model.pb").write_bytes(b"x")
+        assert not target.exists()  # nothing at its place until it is complete
+        assert staging.name.startswith(".")  # hidden: the service skips it
+    assert (target / "saved_model.pb").read_bytes() == b"x"
+
+    def failed_run() -> None:
+        with publishing(tmp_path / "m" / "2") as staging:
+            staging.mkdir()
+            raise RuntimeError("training failed half-way")
+
+    with pytest.raises(RuntimeError):
+        failed_run()
+    assert [p.name for p in (tmp_path / "m").iterdir()] == ["1"]  # and no staging left over
 
 
 def test_committed_sentiment_model_reaches_its_accuracy(imdb) -> None:

@@ -1,16 +1,16 @@
 """OpenAPI documentation of the TensorFlow Serving API: response models, request body, examples.
 
-Only the docs read these: predict parses its body itself (:mod:`app.tfserving`), and every
-route builds its :class:`~app.responses.FastJSONResponse` by hand.
+Only the docs read these: predict parses its body itself (:mod:`app.protocols.tfserving.codec`),
+and every route builds its :class:`~app.responses.FastJSONResponse` by hand.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.registry import SIGNATURE
+from app.model import SIGNATURE
 
 
 class TFServingError(BaseModel):
@@ -24,7 +24,7 @@ class VersionStatus(BaseModel):
 
 class ModelVersionStatus(BaseModel):
     version: str = Field(examples=["1"])
-    state: str = Field(examples=["AVAILABLE"])
+    state: Literal["LOADING", "AVAILABLE", "UNLOADING", "END"] = Field(examples=["AVAILABLE"])
     status: VersionStatus
 
 
@@ -174,8 +174,3 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
 }
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer, in TF Serving's error body."""
-    return {status: {"model": TFServingError} for status in statuses}

@@ -1,8 +1,9 @@
-"""Find, load, check and warm up the SavedModels under ``MODEL_DIR``.
+"""One version of one SavedModel, loaded, checked and warmed up: what a batcher calls.
 
-Layout as TensorFlow Serving's: ``<MODEL_DIR>/<name>/<version>/saved_model.pb``. Every version
-of every model is loaded; routes that name no version get the highest. Anything wrong with the
-folder stops start-up with a :class:`ModelLoadError` that names the path.
+:func:`load_model` reads ``<MODEL_DIR>/<name>/<version>/``, checks its ``serving_default``
+signature (one input, one output; for the two models the service's own endpoints serve, the
+dtypes and shapes those endpoints need) and runs the first calls, so that the first users do not
+pay for graph set-up. Anything wrong raises :class:`ModelLoadError` naming the path.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from app.inputs import MNIST_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ class TensorInfo:
     def as_dict(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "shape": list(self.shape)}
 
+    @property
+    def is_image(self) -> bool:
+        """A batch of 28x28 float images, as the digits model takes: image files decode to it."""
+        return self.dtype.startswith("float") and self.shape == (None, MNIST_SIZE, MNIST_SIZE)
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -59,13 +67,22 @@ CONTRACTS = {
 
 
 class LoadedModel:
-    """One version of one SavedModel, ready to call on a batch."""
+    """One version of one SavedModel, ready to call on a batch.
 
-    def __init__(self, name: str, version: int, path: Path, device: str) -> None:
+    ``path`` is where it was loaded from; ``relative_path`` is the same below ``MODEL_DIR``, what
+    the API shows.
+    """
+
+    def __init__(
+        self, name: str, version: int, path: Path, device: str, relative_path: str = ""
+    ) -> None:
         self.name = name
         self.version = version
         self.path = path
+        self.relative_path = relative_path or f"{name}/{version}"
         self.device = device
+        if not (path / "saved_model.pb").is_file():
+            raise ModelLoadError(f"{path} has no saved_model.pb")
         try:
             with tf.device(device):
                 self._saved = tf.saved_model.load(str(path))
@@ -107,7 +124,8 @@ class LoadedModel:
         """Blocking call of the signature on one batch; runs on the batcher's thread."""
         with tf.device(self.device):
             tensor = tf.convert_to_tensor(inputs, dtype=self._input_dtype)
-            return self._fn(**{self.input.name: tensor})[self.output.name].numpy()
+            outputs: np.ndarray = self._fn(**{self.input.name: tensor})[self.output.name].numpy()
+            return outputs
 
     def example_batch(self, size: int) -> np.ndarray:
         """A batch of blank instances of the right dtype and shape, for warm-up."""
@@ -165,40 +183,15 @@ def _set_threads(kind: str, threads: int) -> None:
         )
 
 
-def discover(model_dir: Path) -> dict[str, dict[int, Path]]:
-    """``{name: {version: path}}`` for every ``<name>/<version>/`` under ``model_dir``."""
-    if not model_dir.is_dir():
-        raise ModelLoadError(f"model directory {model_dir.resolve()} does not exist")
-    found: dict[str, dict[int, Path]] = {}
-    for model_root in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-        versions = {int(p.name): p for p in model_root.iterdir() if p.is_dir() and p.name.isdigit()}
-        if not versions:
-            raise ModelLoadError(
-                f"{model_root.resolve()} holds no numbered version folder (<name>/<version>/)"
-            )
-        for path in versions.values():
-            if not (path / "saved_model.pb").is_file():
-                raise ModelLoadError(f"{path.resolve()} has no saved_model.pb")
-        found[model_root.name] = dict(sorted(versions.items()))
-    return found
-
-
-def load_models(
-    model_dir: Path, device: str, max_batch_size: int
-) -> dict[str, dict[int, LoadedModel]]:
-    """Load and warm up every version of every model; the native endpoints' two must be there."""
-    found = discover(model_dir)
-    missing = [name for name in CONTRACTS if name not in found]
-    if missing:
-        raise ModelLoadError(
-            f"model directory {model_dir.resolve()} lacks {', '.join(missing)} "
-            f"(found: {', '.join(found) or 'nothing'})"
-        )
-    models: dict[str, dict[int, LoadedModel]] = {}
-    for name, versions in found.items():
-        for version, path in versions.items():
-            model = LoadedModel(name, version, path.resolve(), device)
-            model.warm_up(max_batch_size)
-            logger.info("model %s version %d loaded from %s on %s", name, version, path, device)
-            models.setdefault(name, {})[version] = model
-    return models
+def load_model(
+    name: str, version: int, path: Path, device: str, max_batch_size: int, relative_path: str = ""
+) -> LoadedModel:
+    """Load, check and warm up one version; ModelLoadError, naming the path, if it cannot serve."""
+    model = LoadedModel(name, version, path, device, relative_path)
+    try:
+        model.warm_up(max_batch_size)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # whatever TensorFlow raises on a graph that does not run
+        raise ModelLoadError(f"{path}: the warm-up call failed: {exc}") from exc
+    return model

@@ -20,12 +20,16 @@ its content type (``curl -d`` sends a form type), and strings may be empty.
 
 Nothing of HTTP: bodies come in as bytes, and what cannot be served raises one of the service's
 errors (:class:`~app.errors.InvalidInput`, a 400, for a bad body), for the routes to pass on.
+Bodies over ``INLINE_PARSE_BYTES``, and small ones holding an image that is slow to decode, are
+parsed off the event loop (:func:`app.offload.off_loop`: bounded threads, under the request's
+deadline).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import json
 from dataclasses import dataclass
@@ -37,10 +41,14 @@ import orjson
 
 from app.config import Settings
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
-from app.inputs import MNIST_SIZE, ImageError, decode_digit, decodes_quickly
-from app.registry import SIGNATURE, LoadedModel, TensorInfo
+from app.inputs import ImageError, decode_digit, decodes_quickly
+from app.model import SIGNATURE, LoadedModel, TensorInfo
+from app.offload import off_loop
+from app.serving import Prediction
 
 PIXEL_MAX = 255.0
+# Bodies this small are parsed on the event loop, unless they hold an image slow to decode.
+INLINE_PARSE_BYTES = 64 * 1024
 
 
 # ---- Predict requests --------------------------------------------------------------------------
@@ -58,6 +66,20 @@ class SlowToDecode(Exception):
     """An image too slow to decode on the event loop; see :func:`parse_predict_request`."""
 
 
+async def decode_predict(body: bytes, model: LoadedModel, settings: Settings) -> PredictRequest:
+    """A predict body -> the model's input batch, parsed on the loop or off it by its size."""
+    if len(body) <= INLINE_PARSE_BYTES:
+        with contextlib.suppress(SlowToDecode):
+            return parse_predict_request(body, model, settings, inline=True)
+    return await off_loop(parse_predict_request, body, model, settings)
+
+
+def encode_predict(prediction: Prediction[PredictRequest]) -> dict[str, Any]:
+    """``predictions`` for a row-format request, ``outputs`` for a columnar one."""
+    values = output_json(prediction.outputs, prediction.model.output)
+    return {"outputs" if prediction.request.columnar else "predictions": values}
+
+
 def parse_predict_request(
     body: bytes, model: LoadedModel, settings: Settings, *, inline: bool = False
 ) -> PredictRequest:
@@ -65,7 +87,7 @@ def parse_predict_request(
 
     NotFound for a signature other than ``serving_default``; PayloadTooLarge for an image too
     large to decode. ``inline``: the caller is on the event loop, and gets SlowToDecode for an
-    image that is slow to decode (a 2 KB PNG may declare 4096x4096 pixels), to parse in a thread.
+    image that is slow to decode (a tiny PNG may declare a huge picture), to parse in a thread.
     """
     payload = _load_json(body)
     if not isinstance(payload, dict):
@@ -173,10 +195,6 @@ def _describe(spec: TensorInfo) -> str:
     return f"{spec.dtype}[{dims}]"
 
 
-def is_image_input(spec: TensorInfo) -> bool:
-    return spec.dtype.startswith("float") and spec.shape == (None, MNIST_SIZE, MNIST_SIZE)
-
-
 def _to_batch(
     values: list[Any], spec: TensorInfo, settings: Settings, where: str, inline: bool = False
 ) -> np.ndarray:
@@ -189,7 +207,7 @@ def _to_batch(
     inner = spec.shape[1:]
     if spec.dtype == "string":
         return _string_batch(values, inner, settings, where)
-    if is_image_input(spec) and any(_is_b64(value) for value in values):
+    if spec.is_image and any(_is_b64(value) for value in values):
         return np.stack(
             [
                 _image(value, settings, f"{where}[{index}]", inline)
@@ -242,19 +260,22 @@ def _strings_nested(value: Any, settings: Settings, where: str) -> Any:
 
 
 def _string(value: Any, settings: Settings, where: str) -> str | bytes:
+    text: str | bytes
     if _is_b64(value):
-        value = _b64decode(value["b64"], where)
-    elif not isinstance(value, str):
+        text = _b64decode(value["b64"], where)
+    elif isinstance(value, str):
+        text = value
+    else:
         raise InvalidInput(
             f"{where} is {_json_type(value)}; the model takes strings "
             '(or {"b64": "<base64>"} for binary ones)'
         )
-    if len(value) > settings.max_review_chars:
+    if len(text) > settings.max_review_chars:
         raise InvalidInput(
-            f"{where} has {len(value)} characters; at most "
+            f"{where} has {len(text)} characters; at most "
             f"MAX_REVIEW_CHARS={settings.max_review_chars} are accepted"
         )
-    return value
+    return text
 
 
 def _b64decode(encoded: Any, where: str) -> bytes:
@@ -289,13 +310,14 @@ _NUMBER_TYPES = {int, float}
 
 def _numeric(value: Any, shape: tuple[int | None, ...], spec: TensorInfo, where: str) -> np.ndarray:
     """Nested lists of JSON numbers (booleans for a bool input) -> an array of ``spec.dtype``."""
-    image = is_image_input(spec)
+    image = spec.is_image
     try:
         array = np.array(value, dtype=object)
     except (ValueError, RecursionError):
         raise InvalidInput(f"{where} is ragged: its lists differ in length") from None
     _check_depth(array, shape, where, channel_axis=image)
     types = set(map(type, array.flat)) if array.size else set()
+    allowed: set[type]
     if spec.dtype == "bool":
         allowed, what = {bool}, "true or false"
     elif spec.dtype.startswith(("int", "uint")):

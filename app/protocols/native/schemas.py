@@ -1,4 +1,4 @@
-"""Request and response bodies of the service's own endpoints, with OpenAPI examples."""
+"""OpenAPI documentation of the service's own endpoints: request and response bodies, examples."""
 
 from __future__ import annotations
 
@@ -107,12 +107,20 @@ class TensorSpec(BaseModel):
     shape: list[int | None]
 
 
+class VersionInfo(BaseModel):
+    version: int
+    state: Literal["LOADING", "AVAILABLE", "UNLOADING", "END"]
+    error: str = Field("", description="Why the version could not be loaded (END)")
+
+
 class ModelInfo(BaseModel):
     name: str
-    version: int
-    versions: list[int]
+    version: int | None = Field(description="What unversioned requests get: the highest available")
+    versions: list[int] = Field(description="The available versions")
+    labels: dict[str, int] = Field(description="Version labels, each naming an available version")
+    states: list[VersionInfo] = Field(description="Every version the service knows, newest first")
     device: str
-    path: str
+    path: str | None = Field(description="The served version's folder, relative to MODEL_DIR")
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
 
@@ -128,20 +136,3 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
-
-
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-
-
-class Readiness(BaseModel):
-    ready: bool
-    models: dict[str, str] = Field(
-        description="State of each model: AVAILABLE, LOADING or UNAVAILABLE",
-        examples=[{"sentiment": "AVAILABLE", "digits": "AVAILABLE"}],
-    )
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict]:
-    """OpenAPI entries for the error statuses a route can answer."""
-    return {status: {"model": ErrorResponse} for status in statuses}

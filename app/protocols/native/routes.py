@@ -1,0 +1,121 @@
+"""The service's own routes: sentiment from reviews, digits from images, the models served."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import authorized_server, check_json, unless_disconnected
+from app.api.routing import RequestRoute, direct
+from app.errors import InvalidInput, UnsupportedMediaType
+from app.model import LoadedModel
+from app.protocols import error_responses
+from app.protocols.native import codec
+from app.protocols.native.schemas import (
+    DIGITS_REQUEST_BODY,
+    SENTIMENT_REQUEST_BODY,
+    DigitsResponse,
+    ErrorResponse,
+    ModelInfo,
+    ModelList,
+    SentimentResponse,
+    VersionInfo,
+)
+from app.responses import FastJSONResponse
+from app.serving import Batch, ModelEntry, ModelRef
+from app.uploads import FormError, read_form
+
+router = APIRouter(prefix="/v1", route_class=RequestRoute)
+
+SENTIMENT = ModelRef("sentiment")
+DIGITS = ModelRef("digits")
+
+
+@router.post(
+    "/sentiment/predict",
+    response_model=SentimentResponse,
+    responses=error_responses(ErrorResponse, 400, 401, 404, 413, 415, 422, 503, 504, 500),
+    openapi_extra={"requestBody": SENTIMENT_REQUEST_BODY},
+    summary="Sentiment of movie reviews",
+)
+@direct
+async def predict_sentiment(request: Request) -> FastJSONResponse:
+    """Probability that each review is positive, and the label it implies (score >= 0.5)."""
+    server = authorized_server(request)
+    check_json(request)
+    body = await request.body()
+
+    async def decode(model: LoadedModel) -> Batch:
+        return codec.decode_reviews(body, server.settings)
+
+    prediction = await unless_disconnected(request, server.predict(SENTIMENT, decode))
+    return FastJSONResponse(codec.encode_sentiment(prediction))
+
+
+@router.post(
+    "/digits/predict",
+    response_model=DigitsResponse,
+    responses=error_responses(ErrorResponse, 400, 401, 404, 413, 415, 422, 503, 504, 500),
+    openapi_extra={"requestBody": DIGITS_REQUEST_BODY},
+    summary="Digits in uploaded images",
+)
+@direct
+async def predict_digits(request: Request) -> FastJSONResponse:
+    """Upload images as ``file`` fields of a multipart form, one digit each.
+
+    PNG, JPEG, BMP, GIF, TIFF or WebP, any size: each is framed as MNIST's digits were (see
+    the API reference) and dark-on-light drawings are inverted first.
+    """
+    server = authorized_server(request)
+    settings = server.settings
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise UnsupportedMediaType(
+            "send the images as multipart/form-data 'file' fields, "
+            f"not {content_type or 'no content type'}"
+        )
+    try:
+        parts = await read_form(
+            content_type,
+            request.stream(),
+            max_files=settings.max_instances,
+            max_fields=settings.max_instances,
+            max_field_bytes=codec.MAX_FIELD_BYTES,
+        )
+    except FormError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+    async def decode(model: LoadedModel) -> Batch:
+        return await codec.decode_images(parts, settings)
+
+    prediction = await unless_disconnected(request, server.predict(DIGITS, decode))
+    return FastJSONResponse(codec.encode_digits(prediction))
+
+
+@router.get(
+    "/models",
+    response_model=ModelList,
+    responses=error_responses(ErrorResponse, 401, 503),
+    summary="The models served",
+)
+async def list_models(request: Request) -> ModelList:
+    """Every model: what unversioned requests get, every version's state, labels, signature."""
+    server = authorized_server(request)
+    return ModelList(models=[_model_info(entry, server.device) for entry in server.models.values()])
+
+
+def _model_info(entry: ModelEntry, device: str) -> ModelInfo:
+    served = entry.latest.model if entry.latest is not None else None
+    return ModelInfo(
+        name=entry.name,
+        version=served.version if served is not None else None,
+        versions=sorted(entry.servables),
+        labels=dict(sorted(entry.labels.items())),
+        states=[
+            VersionInfo(version=status.version, state=status.state.value, error=status.error)
+            for status in sorted(entry.versions.values(), key=lambda s: -s.version)
+        ],
+        device=served.device if served is not None else device,
+        path=served.relative_path if served is not None else None,
+        inputs={k: v.as_dict() for k, v in served.inputs.items()} if served else {},
+        outputs={k: v.as_dict() for k, v in served.outputs.items()} if served else {},
+    )

@@ -1,0 +1,218 @@
+"""TensorFlow Serving's REST API, beside the service's own endpoints.
+
+``/v1/models/{name}`` for model status, ``.../metadata`` for the signature, ``...:predict`` in
+row (``instances`` -> ``predictions``) or columnar (``inputs`` -> ``outputs``) format, each for
+the latest available version, one version (``/versions/{v}``) or a label (``/labels/{l}``), so
+that clients written for TensorFlow Serving work unchanged. Status lists every version the
+service knows with TF Serving's states (``LOADING``, ``AVAILABLE``, ``UNLOADING``, ``END``,
+with the error of a version that failed to load). Predict answers carry the version that
+served them in ``X-Model-Version`` (TF Serving's body has no room for it).
+
+How bodies map to tensors, and where this differs from TF Serving, is in the codec
+(:mod:`app.protocols.tfserving.codec`). Only ``serving_default`` is served; ``:classify`` and
+``:regress`` are not.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import authorized_server, unless_disconnected
+from app.api.routing import RequestRoute, direct
+from app.errors import NotFound
+from app.model import SIGNATURE, LoadedModel
+from app.protocols import error_responses
+from app.protocols.tfserving import codec
+from app.protocols.tfserving.schemas import (
+    PREDICT_REQUEST_BODY,
+    PREDICT_RESPONSES,
+    ModelMetadataResponse,
+    ModelStatusResponse,
+    TFServingError,
+)
+from app.responses import FastJSONResponse
+from app.serving import ModelRef, ModelServer, VersionStatus
+
+router = APIRouter(prefix="/v1/models", tags=["TensorFlow Serving API"], route_class=RequestRoute)
+
+MAX_VERSION_DIGITS = 18  # fits an int64, as TF Serving's versions do
+READ_ERRORS = error_responses(TFServingError, 401, 404, 503)
+PREDICT_ERRORS = {
+    **PREDICT_RESPONSES,
+    **error_responses(TFServingError, 400, 401, 404, 413, 503, 504, 500),
+}
+
+
+def version_number(version: str) -> int:
+    """A version from a URL: ASCII digits that fit an int64, else 404."""
+    if not (version.isascii() and version.isdigit() and len(version) <= MAX_VERSION_DIGITS):
+        raise NotFound(f"version {version!r} is not a version number")
+    return int(version)
+
+
+# ---- Status ------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/{name}",
+    response_model=ModelStatusResponse,
+    responses=READ_ERRORS,
+    summary="Model status (every version)",
+)
+async def model_status(name: str, request: Request) -> FastJSONResponse:
+    """TF Serving's model status API: every version the service knows, newest first."""
+    entry = authorized_server(request).entry(name)
+    return _status(sorted(entry.versions.values(), key=lambda s: -s.version))
+
+
+@router.get(
+    "/{name}/versions/{version}",
+    response_model=ModelStatusResponse,
+    responses=READ_ERRORS,
+    summary="Model status (one version)",
+)
+async def model_version_status(name: str, version: str, request: Request) -> FastJSONResponse:
+    """TF Serving's model status API for one version, whatever its state."""
+    entry = authorized_server(request).entry(name)
+    status = entry.versions.get(version_number(version))
+    if status is None:
+        known = ", ".join(str(v) for v in sorted(entry.versions)) or "none"
+        raise NotFound(f"model {name!r} has no version {version} (versions: {known})")
+    return _status([status])
+
+
+@router.get(
+    "/{name}/labels/{label}",
+    response_model=ModelStatusResponse,
+    responses=READ_ERRORS,
+    summary="Model status (the version a label names)",
+)
+async def model_label_status(name: str, label: str, request: Request) -> FastJSONResponse:
+    """TF Serving's model status API for the version a label points at."""
+    server = authorized_server(request)
+    model = server.resolve(ModelRef(name, label=label)).model
+    return _status([server.entry(name).versions[model.version]])
+
+
+def _status(statuses: list[VersionStatus]) -> FastJSONResponse:
+    return FastJSONResponse(
+        {
+            "model_version_status": [
+                {
+                    "version": str(status.version),
+                    "state": status.state.value,
+                    "status": {
+                        "error_code": "UNKNOWN" if status.error else "OK",
+                        "error_message": status.error,
+                    },
+                }
+                for status in statuses
+            ]
+        }
+    )
+
+
+# ---- Metadata ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/{name}/metadata",
+    response_model=ModelMetadataResponse,
+    responses=READ_ERRORS,
+    summary="Model metadata (latest version)",
+)
+async def model_metadata(name: str, request: Request) -> FastJSONResponse:
+    """TF Serving's model metadata API: the ``serving_default`` signature of the latest version."""
+    return _metadata(authorized_server(request), ModelRef(name))
+
+
+@router.get(
+    "/{name}/versions/{version}/metadata",
+    response_model=ModelMetadataResponse,
+    responses=READ_ERRORS,
+    summary="Model metadata (one version)",
+)
+async def model_version_metadata(name: str, version: str, request: Request) -> FastJSONResponse:
+    """TF Serving's model metadata API for one version."""
+    return _metadata(authorized_server(request), ModelRef(name, version_number(version)))
+
+
+@router.get(
+    "/{name}/labels/{label}/metadata",
+    response_model=ModelMetadataResponse,
+    responses=READ_ERRORS,
+    summary="Model metadata (the version a label names)",
+)
+async def model_label_metadata(name: str, label: str, request: Request) -> FastJSONResponse:
+    """TF Serving's model metadata API for the version a label points at."""
+    return _metadata(authorized_server(request), ModelRef(name, label=label))
+
+
+def _metadata(server: ModelServer, ref: ModelRef) -> FastJSONResponse:
+    model: LoadedModel = server.resolve(ref).model
+    return FastJSONResponse(
+        {
+            "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
+            "metadata": {
+                "signature_def": {"signature_def": {SIGNATURE: codec.signature_def_json(model)}}
+            },
+        }
+    )
+
+
+# ---- Predict -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/{name}:predict",
+    responses=PREDICT_ERRORS,
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    summary="Predict (latest version)",
+)
+@direct
+async def predict(request: Request, name: str) -> FastJSONResponse:
+    """TF Serving's predict API: ``instances`` -> ``predictions``, ``inputs`` -> ``outputs``.
+
+    Sentiment instances are review texts; digits instances are 28x28 (or 28x28x1) lists of
+    pixel values 0-255 (0 = background) or ``{"b64": "<base64 of an image file>"}``.
+    """
+    return await _predict(request, authorized_server(request), ModelRef(name))
+
+
+@router.post(
+    "/{name}/versions/{version}:predict",
+    responses=PREDICT_ERRORS,
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    summary="Predict (one version)",
+)
+@direct
+async def predict_version(request: Request, name: str, version: str) -> FastJSONResponse:
+    """TF Serving's predict API on one version of the model."""
+    return await _predict(
+        request, authorized_server(request), ModelRef(name, version_number(version))
+    )
+
+
+@router.post(
+    "/{name}/labels/{label}:predict",
+    responses=PREDICT_ERRORS,
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    summary="Predict (the version a label names)",
+)
+@direct
+async def predict_label(request: Request, name: str, label: str) -> FastJSONResponse:
+    """TF Serving's predict API on the version a label points at."""
+    return await _predict(request, authorized_server(request), ModelRef(name, label=label))
+
+
+async def _predict(request: Request, server: ModelServer, ref: ModelRef) -> FastJSONResponse:
+    body = await request.body()
+
+    async def decode(model: LoadedModel) -> codec.PredictRequest:
+        return await codec.decode_predict(body, model, server.settings)
+
+    prediction = await unless_disconnected(request, server.predict(ref, decode))
+    return FastJSONResponse(
+        codec.encode_predict(prediction),
+        headers={"X-Model-Version": str(prediction.model.version)},
+    )

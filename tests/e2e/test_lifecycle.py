@@ -1,0 +1,313 @@
+"""Model versions that change while a real server is under load: no request may fail.
+
+A real server process polls a temporary MODEL_DIR every half second while clients keep
+sending to both models through all three protocols. The test publishes version 2 of sentiment
+(copy, then rename), then a broken version 3, removes version 1, then moves labels and
+publishes version 4. Every response must be a 2xx naming the version that served it; the
+switch must come within two polls of the publish (counted with the server's own poll counter,
+not a clock); and the status API must walk through LOADING, AVAILABLE, UNLOADING and END.
+
+A second test copies a version in slowly, file by file, and checks it is never loaded while
+half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import MODELS
+from tests.support.predictions import REVIEWS
+from tests.support.server import server_log, start_server, stop_server
+
+POLL_S = 0.5
+SENTIMENT = MODELS / "sentiment" / "1"
+DIGITS = MODELS / "digits" / "1"
+CLIENTS = 8
+
+
+def publish(model_dir: Path, name: str, version: int, source: Path = SENTIMENT) -> None:
+    """The documented way to publish: copy beside the target, then rename (atomic)."""
+    staging = model_dir / name / f".{version}.partial"
+    shutil.copytree(source, staging)
+    staging.rename(model_dir / name / str(version))
+
+
+def publish_broken(model_dir: Path, name: str, version: int) -> None:
+    staging = model_dir / name / f".{version}.partial"
+    staging.mkdir()
+    (staging / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+    staging.rename(model_dir / name / str(version))
+
+
+@dataclass
+class Response:
+    started: float
+    what: str
+    status: int
+    version: int | None
+
+
+@dataclass
+class Load:
+    """Clients sending to both models through the three protocols until stopped."""
+
+    url: str
+    labels: bool = False  # also ask TF Serving's label route for "stable"
+    responses: list[Response] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def requests(self) -> list[tuple[str, Callable[[httpx.AsyncClient], object]]]:
+        pixels = np.zeros((28, 28), dtype=np.float32)
+        pixels[8:20, 13:15] = 255
+        tensor = {"name": "reviews", "datatype": "BYTES", "shape": [1], "data": REVIEWS[:1]}
+        requests = [
+            ("native sentiment", lambda c: c.post("/v1/sentiment/predict", json={"reviews": REVIEWS[:1]})),
+            ("native digits", lambda c: c.post("/v1/digits/predict", files={"file": ("d.png", _png(pixels), "image/png")})),
+            ("tfs sentiment", lambda c: c.post("/v1/models/sentiment:predict", json={"instances": REVIEWS[:1]})),
+            ("tfs digits", lambda c: c.post("/v1/models/digits:predict", json={"instances": [pixels.tolist()]})),
+            ("oip sentiment", lambda c: c.post("/v2/models/sentiment/infer", json={"inputs": [tensor]})),
+        ]  # fmt: skip
+        return requests
+
+    async def _client(self, index: int) -> None:
+        requests = self.requests()
+        label = ("tfs label", lambda c: c.post("/v1/models/sentiment/labels/stable:predict", json={"instances": REVIEWS[:1]}))  # fmt: skip
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            turn = index
+            while not self.stop.is_set():
+                what, send = label if self.labels and turn % 3 == 0 else requests[turn % 5]
+                turn += 1
+                started = time.monotonic()
+                try:
+                    response = await send(client)  # type: ignore[misc]
+                except httpx.HTTPError as exc:
+                    self.errors.append(f"{what}: {exc!r}")
+                    continue
+                self.responses.append(
+                    Response(started, what, response.status_code, _version(response))
+                )
+                if response.status_code >= 300:
+                    self.errors.append(f"{what}: {response.status_code} {response.text[:200]}")
+
+    def run(self) -> None:
+        async def clients() -> None:
+            await asyncio.gather(*(self._client(i) for i in range(CLIENTS)))
+
+        asyncio.run(clients())
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    from tests.support.predictions import png
+
+    return png(pixels)
+
+
+def _version(response: httpx.Response) -> int | None:
+    if "x-model-version" in response.headers:
+        return int(response.headers["x-model-version"])
+    if response.status_code != 200:
+        return None
+    body = response.json()
+    return int(body.get("version", body.get("model_version", 0)))
+
+
+@dataclass
+class Sample:
+    at: float
+    polls: int
+    states: dict[int, str]  # sentiment's versions, from /v1/models/sentiment
+
+
+class Observer:
+    """Samples the poll counter and sentiment's version states, as fast as the server answers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[Sample] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self.stop.is_set():
+                self.samples.append(sample(client))
+
+    def walk(self, version: int) -> list[str]:
+        """The states a version went through, as sampled, repeats folded."""
+        walk: list[str] = []
+        for s in self.samples:
+            state = s.states.get(version)
+            if state and (not walk or walk[-1] != state):
+                walk.append(state)
+        return walk
+
+
+def sample(client: httpx.Client) -> Sample:
+    at = time.monotonic()
+    metrics = client.get("/metrics").text
+    polls = int(float(re.search(r"^model_dir_polls_total (\S+)", metrics, re.M)[1]))
+    status = client.get("/v1/models/sentiment").json()["model_version_status"]
+    return Sample(at, polls, {int(s["version"]): s["state"] for s in status})
+
+
+def wait_for(condition: Callable[[], bool], what: str, within_s: float = 90) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    (root / "sentiment").mkdir(parents=True)
+    (root / "digits").mkdir()
+    publish(root, "sentiment", 1)
+    publish(root, "digits", 1, DIGITS)
+    return root
+
+
+@pytest.fixture
+def served(model_dir: Path, tmp_path: Path) -> Iterator[tuple[str, object, Path]]:
+    fault_file = tmp_path / "fault"
+    fault_file.write_text("")
+    proc, url = start_server(
+        {
+            "MODEL_DIR": str(model_dir),
+            "MODEL_POLL_S": str(POLL_S),
+            "MODEL_LOAD_RETRIES": "1",
+            "FAULT_FILE": str(fault_file),
+        },
+        target="tests.support.faulty_app:app",
+    )
+    yield url, proc, fault_file
+    stop_server(proc)
+
+
+def test_versions_change_under_load_and_no_request_fails(
+    served: tuple[str, object, Path], model_dir: Path
+) -> None:
+    url, proc, fault_file = served
+    load = Load(url)
+    observer = Observer(url)
+    clients = threading.Thread(target=load.run, daemon=True)
+    clients.start()
+    observer.thread.start()
+    try:
+        wait_for(lambda: len(load.responses) >= 50, "the clients to get going")
+
+        # 1. Version 2. Version 1's model calls are slowed down (the test-only fault switch
+        # wraps the versions loaded at start-up), so that requests are still inside it when
+        # it is unloaded: UNLOADING lasts until they are answered.
+        fault_file.write_text("delay:0.3")
+        publish(model_dir, "sentiment", 2)
+        with httpx.Client(base_url=url) as client:
+            polls_at_publish = sample(client).polls
+        wait_for(lambda: observer.walk(1)[-1:] == ["END"], "version 1 to be unloaded")
+        fault_file.write_text("")
+        assert not load.errors, load.errors[:10]  # nothing failed during the swap
+        loading = next(s for s in observer.samples if s.states.get(2) in ("LOADING", "AVAILABLE"))
+        assert loading.polls <= polls_at_publish + 2, "not picked up within two polls"
+        switched = next(s.at for s in observer.samples if s.states.get(2) == "AVAILABLE")
+        assert observer.walk(2) == ["LOADING", "AVAILABLE"]
+        assert observer.walk(1) == ["AVAILABLE", "UNLOADING", "END"]
+
+        # 2. A broken version 3: END with its error; version 2 keeps serving.
+        publish_broken(model_dir, "sentiment", 3)
+        wait_for(lambda: observer.samples[-1].states.get(3) == "END", "version 3 to fail")
+        status = httpx.get(f"{url}/v1/models/sentiment/versions/3").json()
+        (three,) = status["model_version_status"]
+        assert three["status"]["error_code"] != "OK"
+        assert "cannot load the SavedModel" in three["status"]["error_message"]
+        failed_at = observer.samples[-1].polls
+        wait_for(lambda: observer.samples[-1].polls >= failed_at + 3, "three more polls")
+        assert server_log(proc).count("cannot be loaded") == 1  # logged once, not every poll
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'model_load_failures_total{model="sentiment"} 1.0' in metrics
+        # Two attempts (MODEL_LOAD_RETRIES=1), then none at the polls since.
+        assert 'model_loads_total{model="sentiment",outcome="error"} 2.0' in metrics
+
+        # 3. Version 1's folder goes: it was unloaded already, nothing changes.
+        shutil.rmtree(model_dir / "sentiment" / "1")
+
+        # 4. Labels: "stable" keeps version 2 loaded while version 4 comes, then moves to 4.
+        (model_dir / "sentiment" / "labels.json").write_text('{"stable": 2}')
+        wait_for(lambda: _label(url, "stable") == 2, "the stable label")
+        load.labels = True
+        publish(model_dir, "sentiment", 4)
+        wait_for(lambda: observer.samples[-1].states.get(4) == "AVAILABLE", "version 4")
+        assert observer.samples[-1].states[2] == "AVAILABLE"  # the label keeps it
+        assert _label(url, "stable") == 2
+        (model_dir / "sentiment" / "labels.json").write_text('{"stable": 4}')
+        wait_for(lambda: observer.walk(2)[-1:] == ["END"], "version 2 to be unloaded")
+        assert _label(url, "stable") == 4
+        responses_before_stop = len(load.responses)
+        wait_for(lambda: len(load.responses) >= responses_before_stop + 50, "more answers")
+    finally:
+        load.stop.set()
+        observer.stop.set()
+        clients.join(60)
+        observer.thread.join(60)
+
+    assert not load.errors, load.errors[:10]
+    sentiment = [r for r in load.responses if "sentiment" in r.what and "label" not in r.what]
+    digits = [r for r in load.responses if "digits" in r.what]
+    assert {r.version for r in digits} == {1}
+    assert {r.version for r in sentiment} == {1, 2, 4}
+    # Once version 2 was seen available, no unversioned request that started later got 1.
+    assert all(r.version != 1 for r in sentiment if r.started > switched)
+    labelled = [r for r in load.responses if "label" in r.what]
+    assert labelled
+    assert {r.version for r in labelled} <= {2, 4}
+    print(
+        f"\n{len(load.responses)} answers, 0 errors; version 2 loading "
+        f"{loading.polls - polls_at_publish} poll(s) after the publish; "
+        f"{len(observer.samples)} status samples"
+    )
+
+
+def _label(url: str, label: str) -> int | None:
+    response = httpx.get(f"{url}/v1/models/sentiment/labels/{label}")
+    if response.status_code != 200:
+        return None
+    return int(response.json()["model_version_status"][0]["version"])
+
+
+def test_a_slowly_copied_version_is_never_loaded_half_written(model_dir: Path) -> None:
+    proc, url = start_server({"MODEL_DIR": str(model_dir), "MODEL_POLL_S": str(POLL_S)})
+    try:
+        target = model_dir / "sentiment" / "2"
+        files = sorted(p for p in SENTIMENT.rglob("*") if p.is_file())
+        with httpx.Client(base_url=url, timeout=10) as client:
+            start = sample(client).polls
+            for source in files:
+                destination = target / source.relative_to(SENTIMENT)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                data = source.read_bytes()
+                with destination.open("wb") as out:
+                    for offset in range(0, len(data), 64 * 1024):
+                        out.write(data[offset : offset + 64 * 1024])
+                        out.flush()
+                        # The slow copy is the scenario itself: a pause shorter than a poll.
+                        time.sleep(POLL_S / 4)
+                        assert 2 not in sample(client).states, "loaded while half-written"
+            copied = sample(client).polls
+            assert copied - start >= 4, "the copy should span several polls"
+            wait_for(lambda: sample(client).states.get(2) == "AVAILABLE", "version 2")
+            metrics = client.get("/metrics").text
+        assert 'model_loads_total{model="sentiment",outcome="error"}' not in metrics
+        assert "load attempt" not in server_log(proc)
+    finally:
+        stop_server(proc)

@@ -1,0 +1,215 @@
+"""The model lifecycle in process: real SavedModels in a temporary MODEL_DIR, real batchers.
+
+The tests call ``Lifecycle.poll_once()`` themselves (``MODEL_POLL_S=0``: no timer), so every
+step is a condition, never a clock: a version is loaded at the second poll that sees its folder
+unchanged, and ``Lifecycle.idle()`` waits for the loads and unloads a poll started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from app.config import Settings
+from app.errors import NotFound
+from app.lifecycle import Lifecycle
+from app.serving import ModelRef, ModelServer, ModelState
+from tests.conftest import MODELS
+
+# The fixtures' batchers run on the session's event loop: so must the tests.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SENTIMENT = MODELS / "sentiment" / "1"
+DIGITS = MODELS / "digits" / "1"
+REVIEW = np.array(["A wonderful film."], dtype=object)
+
+
+def publish(model_dir: Path, name: str, version: int, source: Path = SENTIMENT) -> Path:
+    """Write a version the safe way: into a hidden folder beside it, then rename it into place."""
+    staging = model_dir / name / f".{version}.partial"
+    shutil.copytree(source, staging)
+    target = model_dir / name / str(version)
+    staging.rename(target)
+    return target
+
+
+def broken(model_dir: Path, name: str, version: int) -> Path:
+    folder = model_dir / name / f".{version}.partial"
+    folder.mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"not a SavedModel")
+    target = model_dir / name / str(version)
+    folder.rename(target)
+    return target
+
+
+def failed_loads() -> float:
+    """Load attempts that failed so far in this process (the service's own counter)."""
+    labels = {"model": "sentiment", "outcome": "error"}
+    return REGISTRY.get_sample_value("model_loads_total", labels) or 0.0
+
+
+def states(server: ModelServer, name: str = "sentiment") -> dict[int, str]:
+    return {v: s.state.value for v, s in sorted(server.models[name].versions.items())}
+
+
+def served(server: ModelServer, ref: ModelRef) -> int:
+    return server.resolve(ref).model.version
+
+
+async def until(condition: Callable[[], bool], within_s: float = 60) -> None:
+    """Wait for a condition, checking between event loop steps; fail after ``within_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not condition():
+        assert loop.time() < deadline, "the condition did not come true"
+        await asyncio.sleep(0.01)
+
+
+async def poll(lifecycle: Lifecycle, times: int = 1) -> None:
+    for _ in range(times):
+        await lifecycle.poll_once()
+        await lifecycle.idle()
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    publish(root, "sentiment", 1)
+    publish(root, "digits", 1, DIGITS)
+    return root
+
+
+async def started(model_dir: Path, **overrides: object) -> tuple[Lifecycle, ModelServer]:
+    settings = Settings(
+        model_dir=model_dir,
+        model_poll_s=0,
+        model_load_retries=0,
+        max_batch_size=4,
+        **overrides,  # type: ignore[arg-type]
+    )
+    server = ModelServer(settings, "/CPU:0")
+    lifecycle = Lifecycle(server, settings)
+    await lifecycle.load_initial()
+    server.accepting = True
+    return lifecycle, server
+
+
+@pytest.fixture
+async def running(model_dir: Path) -> AsyncIterator[tuple[Lifecycle, ModelServer]]:
+    lifecycle, server = await started(model_dir)
+    yield lifecycle, server
+    await lifecycle.stop()
+    await server.stop()
+
+
+# ---- swaps -------------------------------------------------------------------------------------
+
+
+async def test_a_new_version_replaces_the_old_once_loaded(
+    running: tuple[Lifecycle, ModelServer], model_dir: Path
+) -> None:
+    lifecycle, server = running
+    old = server.resolve(ModelRef("sentiment"))
+    old.acquire()  # a request that resolved version 1 before the swap and is still running
+    publish(model_dir, "sentiment", 2)
+    await poll(lifecycle)  # first sight: not loaded until it has stood still for a poll
+    assert states(server) == {1: "AVAILABLE"}
+    await lifecycle.poll_once()
+    await until(lambda: states(server) == {1: "UNLOADING", 2: "AVAILABLE"})
+    assert served(server, ModelRef("sentiment")) == 2  # new requests get version 2 at once
+    # The request holding version 1 still gets its answer from it.
+    assert len(await old.batcher.predict(REVIEW)) == 1
+    old.release()
+    await lifecycle.idle()
+    assert states(server) == {1: "END", 2: "AVAILABLE"}
+    with pytest.raises(NotFound):
+        server.resolve(ModelRef("sentiment", 1))
+
+
+async def test_a_half_written_folder_is_not_loaded(
+    running: tuple[Lifecycle, ModelServer], model_dir: Path
+) -> None:
+    lifecycle, server = running
+    target = model_dir / "sentiment" / "2"
+    target.mkdir()
+    shutil.copy(SENTIMENT / "saved_model.pb", target)
+    await poll(lifecycle)
+    shutil.copytree(SENTIMENT / "variables", target / "variables")  # the copy goes on
+    await poll(lifecycle)
+    assert 2 not in server.models["sentiment"].versions  # never tried: it changed since
+    await poll(lifecycle)  # still for a whole poll: now it is loaded
+    assert states(server) == {1: "END", 2: "AVAILABLE"}
+
+
+async def test_a_broken_version_ends_with_its_error_and_the_old_one_serves(
+    running: tuple[Lifecycle, ModelServer], model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lifecycle, server = running
+    attempts_before = failed_loads()
+    target = broken(model_dir, "sentiment", 2)
+    with caplog.at_level(logging.ERROR, logger="app.lifecycle"):
+        await poll(lifecycle, 5)
+    assert failed_loads() - attempts_before == 1  # MODEL_LOAD_RETRIES=0: one try, not one a poll
+    status = server.models["sentiment"].versions[2]
+    assert status.state is ModelState.END
+    assert "cannot load the SavedModel" in status.error
+    assert served(server, ModelRef("sentiment")) == 1
+    given_up = [r for r in caplog.records if "cannot be loaded" in r.getMessage()]
+    assert len(given_up) == 1  # logged once, not at every poll
+    # Fixed in place: its folder changed, so it is tried again once it stands still.
+    shutil.rmtree(target)
+    publish(model_dir, "sentiment", 2)
+    await poll(lifecycle, 2)
+    assert states(server) == {1: "END", 2: "AVAILABLE"}
+
+
+async def test_a_removed_version_is_unloaded_but_never_the_last_while_another_comes(
+    model_dir: Path,
+) -> None:
+    publish(model_dir, "sentiment", 2)
+    lifecycle, server = await started(model_dir, model_version_policy="all")
+    try:
+        assert states(server) == {1: "AVAILABLE", 2: "AVAILABLE"}
+        shutil.rmtree(model_dir / "sentiment" / "1")
+        await poll(lifecycle)
+        assert states(server) == {1: "END", 2: "AVAILABLE"}
+        # The last version's folder goes while version 3 is still being copied: 2 stays.
+        (model_dir / "sentiment" / "3").mkdir()
+        shutil.rmtree(model_dir / "sentiment" / "2")
+        await poll(lifecycle)
+        assert served(server, ModelRef("sentiment")) == 2
+    finally:
+        await lifecycle.stop()
+        await server.stop()
+
+
+async def test_labels_follow_their_file_and_point_only_at_available_versions(
+    running: tuple[Lifecycle, ModelServer], model_dir: Path
+) -> None:
+    lifecycle, server = running
+    labels = model_dir / "sentiment" / "labels.json"
+    labels.write_text('{"stable": 1, "canary": 2}')
+    publish(model_dir, "sentiment", 2)
+    await poll(lifecycle)
+    assert served(server, ModelRef("sentiment", label="stable")) == 1
+    with pytest.raises(NotFound):  # version 2 is not available yet: no canary
+        server.resolve(ModelRef("sentiment", label="canary"))
+    await poll(lifecycle)
+    # Version 2 is the latest; version 1 stays loaded because a label names it.
+    assert states(server) == {1: "AVAILABLE", 2: "AVAILABLE"}
+    assert served(server, ModelRef("sentiment", label="canary")) == 2
+    assert served(server, ModelRef("sentiment")) == 2
+    labels.write_text('{"stable": 2}')
+    await poll(lifecycle)
+    assert served(server, ModelRef("sentiment", label="stable")) == 2
+    assert states(server) == {1: "END", 2: "AVAILABLE"}  # no label keeps 1 any more
+    labels.write_text('{"stable": ')  # a bad edit leaves the labels as they were
+    await poll(lifecycle)
+    assert served(server, ModelRef("sentiment", label="stable")) == 2
