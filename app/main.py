@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from app import metrics
-from app.api import health
+from app.api import docs, health, playground
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.lifecycle import Lifecycle
@@ -84,6 +84,8 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
         default_response_class=FastJSONResponse,
         # Off unless asked for: without an SDK FastAPI still looks the providers up per request.
         telemetry=None if settings.opentelemetry else NO_TELEMETRY,
+        docs_url=None,  # app.api.docs serves /docs and /redoc from local files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.server = None
@@ -94,6 +96,8 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
     app.include_router(tfserving.router)
     app.include_router(oip.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
+    app.include_router(playground.router)
     return app
 
 

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from app.inputs import decode_digit
 from tests.conftest import MODELS, png
 from tests.support.server import start_server, stop_server
 
@@ -29,13 +30,14 @@ def url() -> Iterator[str]:
 
 
 def digit_images() -> np.ndarray:
-    """Four 28x28 digits drawn as bars and boxes."""
+    """Four 28x28 digits drawn as bars and boxes, framed as MNIST's are (as an upload would be:
+    a PNG upload is then used as it is, and gives what the same pixels as a list give)."""
     images = np.zeros((4, 28, 28), dtype=np.uint8)
     for i, image in enumerate(images):
         image[5 + i : 23, 10 + 2 * i : 13 + 2 * i] = 255
         if i % 2:
             image[5:8, 6:22] = 180
-    return images
+    return np.stack([decode_digit(png(image)) for image in images]).astype(np.uint8)
 
 
 def test_model_status_and_metadata(url: str) -> None:

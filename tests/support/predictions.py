@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.inputs import decode_digit, framed_like_mnist
 from training.data import mnist_local_path
 
 REVIEWS = [
@@ -36,7 +37,11 @@ def some_digits() -> np.ndarray:
         image[4 + i : 24 - i // 2, 8 + i : 11 + i] = 255
         if i % 2:
             image[6:9, 6:22] = 200
-    return images
+    # Framed as MNIST's are, as an upload would be: a PNG upload is then used as it is, and
+    # gives what the same pixels sent as a tensor give.
+    framed = np.stack([decode_digit(png(image)) for image in images]).astype(np.uint8)
+    assert all(framed_like_mnist(image) for image in framed)
+    return framed
 
 
 def native_scores(client: TestClient, reviews: list[str]) -> list[float]:

@@ -1,0 +1,393 @@
+// The playground page: a drawing pad and an upload for the digits model, a review box for the
+// sentiment model. It calls the public endpoints as any client does, and shows every error in
+// words. The API key, when the service asks for one, lives in `apiKey` only: never stored.
+"use strict";
+
+const PEN_WIDTH = 18; // in canvas pixels (the canvas is 280x280), about an MNIST stroke
+const TYPING_PAUSE_MS = 500; // predict a review once typing pauses this long
+const DRAWING_INTERVAL_MS = 300; // while drawing, predict at most this often
+
+let apiKey = "";
+
+// ---- calling the API -------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function callApi(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (apiKey) headers.set("Authorization", `Bearer ${apiKey}`);
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch (error) {
+    throw new ApiError(`Could not reach the service (${error.message}). Is it still running?`, 0);
+  }
+  const text = await response.text();
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    throw new ApiError(errorMessage(response, body, text), response.status);
+  }
+  if (body === null) {
+    throw new ApiError(`The service answered ${response.status} with something that is not JSON.`, response.status);
+  }
+  return body;
+}
+
+function errorMessage(response, body, text) {
+  // The service's errors are {"error": {"code", "message"}}; TF Serving's are {"error": "..."}.
+  const error = body && body.error;
+  const message = (error && (error.message || (typeof error === "string" ? error : ""))) ||
+    text.trim().slice(0, 300) || response.statusText || "no message";
+  const code = error && error.code ? ` ${error.code}` : "";
+  if (response.status === 401) {
+    showKeyForm();
+    return `The service needs a valid API key (401${code}): ${message}. Enter it above.`;
+  }
+  return `The service refused this (${response.status}${code}): ${message}`;
+}
+
+function showError(element, error) {
+  element.textContent = error instanceof ApiError || error instanceof Error
+    ? error.message
+    : String(error);
+  element.hidden = false;
+}
+
+function clearError(element) {
+  element.textContent = "";
+  element.hidden = true;
+}
+
+// ---- models and the API key ------------------------------------------------------------------
+
+const modelsLine = document.getElementById("models");
+const keyForm = document.getElementById("api-key");
+const keyInput = document.getElementById("api-key-input");
+
+function showKeyForm() {
+  keyForm.hidden = false;
+}
+
+async function loadModels() {
+  try {
+    const body = await callApi("/v1/models");
+    const parts = body.models.map((model) => {
+      const device = String(model.device || "").replace(/^\//, "");
+      return `${model.name} v${model.version} on ${device}`;
+    });
+    modelsLine.textContent = parts.length ? `Serving ${parts.join(", ")}.` : "No models are served.";
+  } catch (error) {
+    modelsLine.textContent = error.message;
+  }
+}
+
+keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  apiKey = keyInput.value.trim();
+  loadModels();
+});
+
+// ---- the drawing pad -------------------------------------------------------------------------
+
+const pad = document.getElementById("pad");
+const context = pad.getContext("2d");
+const digitResult = document.getElementById("digit-result");
+const digitVerdict = digitResult.querySelector(".verdict");
+const digitBars = digitResult.querySelector(".bars");
+const digitError = document.getElementById("digit-error");
+let hasInk = false;
+let drawing = false;
+let last = null;
+let lastDrawingPrediction = 0;
+
+function clearPad() {
+  context.fillStyle = "#ffffff";
+  context.fillRect(0, 0, pad.width, pad.height);
+  hasInk = false;
+}
+
+function padPoint(event) {
+  const box = pad.getBoundingClientRect();
+  return {
+    x: ((event.clientX - box.left) * pad.width) / box.width,
+    y: ((event.clientY - box.top) * pad.height) / box.height,
+  };
+}
+
+function strokeTo(point) {
+  context.strokeStyle = "#000000";
+  context.fillStyle = "#000000";
+  context.lineWidth = PEN_WIDTH;
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  if (last) {
+    context.beginPath();
+    context.moveTo(last.x, last.y);
+    context.lineTo(point.x, point.y);
+    context.stroke();
+  } else {
+    context.beginPath();
+    context.arc(point.x, point.y, PEN_WIDTH / 2, 0, 2 * Math.PI);
+    context.fill();
+  }
+  last = point;
+  hasInk = true;
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0) return;
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  drawing = true;
+  last = null;
+  strokeTo(padPoint(event));
+});
+
+pad.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const each of events.length ? events : [event]) strokeTo(padPoint(each));
+  const now = performance.now();
+  if (now - lastDrawingPrediction > DRAWING_INTERVAL_MS) {
+    lastDrawingPrediction = now;
+    predictDrawing();
+  }
+});
+
+function endStroke() {
+  if (!drawing) return;
+  drawing = false;
+  last = null;
+  predictDrawing();
+}
+
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+
+document.getElementById("clear").addEventListener("click", () => {
+  clearPad();
+  clearError(digitError);
+  showDigitPlaceholder("Nothing read yet.");
+});
+
+document.getElementById("predict-digit").addEventListener("click", () => {
+  if (!hasInk) {
+    showError(digitError, "The pad is empty: draw a digit on it first.");
+    return;
+  }
+  predictDrawing();
+});
+
+function padImage() {
+  return new Promise((resolve, reject) => {
+    pad.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("the pad could not be saved as PNG"))), "image/png");
+  });
+}
+
+// One request at a time: a prediction asked for while one is on its way runs when it is back,
+// with whatever is on the pad then.
+let digitBusy = false;
+let digitAgain = false;
+
+async function predictDrawing() {
+  if (!hasInk) return;
+  if (digitBusy) {
+    digitAgain = true;
+    markDigitState();
+    return;
+  }
+  digitBusy = true;
+  digitRequests += 1; // from now, not once the PNG is made
+  markDigitState();
+  try {
+    await predictDigit(await padImage(), "drawing.png", "the drawing");
+  } catch (error) {
+    showError(digitError, error);
+  } finally {
+    digitBusy = false;
+    digitRequests -= 1;
+    if (digitAgain) {
+      digitAgain = false;
+      predictDrawing();
+    }
+    markDigitState();
+  }
+}
+
+// data-state on the result is "busy" while a digit request is on its way or due, else "idle".
+let digitRequests = 0;
+
+function markDigitState() {
+  digitResult.dataset.state = digitRequests > 0 || digitAgain ? "busy" : "idle";
+}
+
+async function predictDigit(file, name, source) {
+  const form = new FormData();
+  form.append("file", file, name);
+  digitRequests += 1;
+  markDigitState();
+  try {
+    const body = await callApi("/v1/digits/predict", { method: "POST", body: form });
+    clearError(digitError);
+    showDigit(body.predictions[0], source, body);
+  } catch (error) {
+    showError(digitError, error);
+  } finally {
+    digitRequests -= 1;
+    markDigitState();
+  }
+}
+
+function showDigitPlaceholder(text) {
+  digitVerdict.textContent = text;
+  digitBars.replaceChildren();
+  digitBars.hidden = true;
+  delete digitResult.dataset.digit;
+}
+
+function showDigit(prediction, source, body) {
+  const probabilities = prediction.probabilities;
+  const digit = prediction.digit;
+  digitVerdict.replaceChildren(
+    `The model reads ${source} as `,
+    Object.assign(document.createElement("strong"), { textContent: String(digit) }),
+    ` (${percent(probabilities[digit])} sure, ${body.model} v${body.version}).`,
+  );
+  const rows = probabilities.map((p, index) => {
+    const row = document.createElement("li");
+    if (index === digit) row.className = "top";
+    const label = Object.assign(document.createElement("span"), { textContent: String(index) });
+    const track = Object.assign(document.createElement("span"), { className: "track" });
+    const fill = Object.assign(document.createElement("span"), { className: "fill" });
+    fill.style.setProperty("--p", String(p));
+    fill.setAttribute("aria-hidden", "true");
+    track.append(fill);
+    const value = Object.assign(document.createElement("span"), { className: "value", textContent: percent(p) });
+    row.append(label, track, value);
+    return row;
+  });
+  digitBars.replaceChildren(...rows);
+  digitBars.hidden = false;
+  digitResult.dataset.digit = String(digit);
+}
+
+function percent(p) {
+  return p > 0 && p < 0.0005 ? "<0.1%" : `${(100 * p).toFixed(1)}%`;
+}
+
+// ---- uploads ---------------------------------------------------------------------------------
+
+const fileInput = document.getElementById("image-file");
+const drop = document.getElementById("drop");
+const preview = document.getElementById("upload-preview");
+let previewUrl = null;
+
+function predictUpload(file) {
+  if (!file) return;
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = null;
+  preview.hidden = true;
+  if (file.type.startsWith("image/")) {
+    previewUrl = URL.createObjectURL(file);
+    preview.src = previewUrl;
+    preview.alt = `The uploaded image ${file.name}`;
+    preview.hidden = false;
+  }
+  predictDigit(file, file.name, `${file.name}`);
+}
+
+fileInput.addEventListener("change", () => {
+  predictUpload(fileInput.files[0]);
+  fileInput.value = ""; // so that choosing the same file again predicts again
+});
+
+for (const type of ["dragenter", "dragover"]) {
+  drop.addEventListener(type, (event) => {
+    event.preventDefault();
+    drop.classList.add("dragging");
+  });
+}
+for (const type of ["dragleave", "drop"]) {
+  drop.addEventListener(type, () => drop.classList.remove("dragging"));
+}
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  predictUpload(event.dataTransfer.files[0]);
+});
+
+// ---- reviews ---------------------------------------------------------------------------------
+
+const review = document.getElementById("review");
+const sentimentResult = document.getElementById("sentiment-result");
+const sentimentVerdict = sentimentResult.querySelector(".verdict");
+const sentimentMeter = sentimentResult.querySelector(".meter");
+const sentimentFill = sentimentResult.querySelector(".meter-fill");
+const sentimentError = document.getElementById("sentiment-error");
+let typingTimer = null;
+let reviewSequence = 0;
+
+async function predictSentiment({ fromButton }) {
+  const text = review.value;
+  if (!text.trim()) {
+    if (fromButton) showError(sentimentError, "The review is empty: write a sentence or two first.");
+    return;
+  }
+  const sequence = ++reviewSequence;
+  sentimentResult.dataset.state = "busy";
+  try {
+    const body = await callApi("/v1/sentiment/predict", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ reviews: [text] }),
+    });
+    if (sequence !== reviewSequence) return; // a later request has been sent: its answer counts
+    clearError(sentimentError);
+    const { label, score } = body.predictions[0];
+    sentimentVerdict.replaceChildren(
+      "The model finds this review ",
+      Object.assign(document.createElement("strong"), { textContent: label, className: `label-${label}` }),
+      ` (score ${score.toFixed(3)}, ${body.model} v${body.version}).`,
+    );
+    sentimentFill.style.setProperty("--p", String(score));
+    sentimentMeter.hidden = false;
+    sentimentMeter.title = `score ${score.toFixed(3)}: the probability that it is positive`;
+    sentimentResult.dataset.label = label;
+  } catch (error) {
+    if (sequence === reviewSequence) showError(sentimentError, error);
+  } finally {
+    if (sequence === reviewSequence) sentimentResult.dataset.state = "idle";
+  }
+}
+
+review.addEventListener("input", () => {
+  clearTimeout(typingTimer);
+  typingTimer = setTimeout(() => predictSentiment({ fromButton: false }), TYPING_PAUSE_MS);
+});
+
+review.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    clearTimeout(typingTimer);
+    predictSentiment({ fromButton: true });
+  }
+});
+
+document.getElementById("predict-sentiment").addEventListener("click", () => {
+  clearTimeout(typingTimer);
+  predictSentiment({ fromButton: true });
+});
+
+// ---- start -----------------------------------------------------------------------------------
+
+clearPad();
+loadModels();
