@@ -49,8 +49,10 @@ def chromium_path() -> str | None:
     return found if Path(found).is_file() else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium, for one module's tests. Not longer: playwright's sync API keeps an event loop
+    running in this thread while it is open, and later tests' ``asyncio.run()`` would fail."""
     executable = chromium_path()
     if executable is None:
         message = "Debian's chromium is not installed (apt-get install chromium)"
