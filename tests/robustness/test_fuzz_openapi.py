@@ -133,6 +133,51 @@ BODIES = {
         {"inputs": st.dictionaries(st.sampled_from(["b64", "x"]), JSON, max_size=1)}
     ),
 }
+SHAPES = st.lists(st.integers(-2, 2**40) | st.just(28), min_size=0, max_size=5) | JSON
+DATATYPES = st.sampled_from(["FP32", "UINT8", "INT64", "BOOL", "BYTES", "FP16", "STRING"]) | JSON
+
+
+def oip_tensor(name: st.SearchStrategy, data: st.SearchStrategy) -> st.SearchStrategy:
+    return st.fixed_dictionaries(
+        {"name": name, "datatype": DATATYPES, "shape": SHAPES, "data": data},
+        optional={"parameters": st.dictionaries(st.sampled_from(["binary_data_size", "x"]), JSON)},
+    )
+
+
+VALID_REVIEWS = TEXTS.map(
+    lambda texts: {
+        "inputs": [{"name": "reviews", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]
+    }
+)
+VALID_PIXELS = GOOD_PIXELS.map(
+    lambda image: {
+        "inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "data": image}]
+    }
+)
+BODIES["/v2/models/sentiment/infer"] = (
+    JSON
+    | VALID_REVIEWS
+    | st.fixed_dictionaries(
+        {
+            "inputs": st.lists(
+                oip_tensor(st.sampled_from(["reviews", "x"]), TEXTS | JSON), max_size=2
+            )
+        },
+        optional={"id": JSON, "parameters": JSON, "outputs": JSON},
+    )
+)
+BODIES["/v2/models/digits/infer"] = (
+    JSON
+    | VALID_PIXELS
+    | st.fixed_dictionaries(
+        {
+            "inputs": st.lists(
+                oip_tensor(st.just("images"), PIXELS | GOOD_PIXELS | JSON), max_size=2
+            )
+        },
+        optional={"outputs": st.lists(st.fixed_dictionaries({"name": JSON}), max_size=2)},
+    )
+)
 BODY_EXAMPLES = 100  # per endpoint
 JSON_HEADERS = {"content-type": "application/json"}
 
