@@ -27,12 +27,11 @@ image=(--python-platform x86_64-manylinux_2_36 --constraint requirements/dev.txt
 
 tensorflow=$(sed -n 's/^tensorflow==\([^ ;\\]*\).*/\1/p' requirements/dev.txt)
 [[ -n "$tensorflow" ]] || { echo "lock.sh: no tensorflow pin in requirements/dev.txt" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-echo "tensorflow-cpu==$tensorflow" >"$tmp/tensorflow-cpu.in"
-echo "tensorflow ; sys_platform == 'never'" >"$tmp/no-tensorflow.txt"  # drop it, keep its deps' pins
-
-"$uv" pip compile pyproject.toml "$tmp/tensorflow-cpu.in" --override "$tmp/no-tensorflow.txt" \
-    "${common[@]}" "${image[@]}" --output-file requirements/image-cpu.txt
+overrides=$(mktemp)
+trap 'rm -f "$overrides"' EXIT
+echo "tensorflow ; sys_platform == 'never'" >"$overrides"  # out with it, and in with:
+echo "tensorflow-cpu==$tensorflow" |
+    "$uv" pip compile pyproject.toml - --override "$overrides" "${common[@]}" "${image[@]}" \
+        --output-file requirements/image-cpu.txt
 "$uv" pip compile pyproject.toml --extra gpu "${common[@]}" "${image[@]}" \
     --output-file requirements/image-gpu.txt

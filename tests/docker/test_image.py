@@ -240,6 +240,9 @@ def test_image_is_lean(image: Image) -> None:
     print(f"\nimage size {size / 1e9:.2f} GB ({size} bytes)")
     assert size <= MAX_IMAGE_BYTES, f"{size / 1e9:.2f} GB, over {MAX_IMAGE_BYTES / 1e9} GB"
     with container(image.ref) as ctr, ctr.files() as root:
+        models = root / image.env("MODEL_DIR").lstrip("/")
+        for name in ("digits", "sentiment"):
+            assert list(models.glob(f"{name}/*/saved_model.pb")), f"no {name} in {models}"
         (site,) = root.glob("opt/venv/lib/python*/site-packages")
         assert (site / "tensorflow").is_dir(), "no TensorFlow in the venv"
         assert not (site / "tensorflow" / "include").exists(), "TensorFlow's C++ headers"
@@ -261,6 +264,8 @@ def test_ready_as_the_images_user(image: Image, server: Server) -> None:
     response = httpx.get(f"{server.url}/readyz")
     assert response.status_code == 200, response.text
     assert response.json()["models"] == {"digits": "AVAILABLE", "sentiment": "AVAILABLE"}
+    assert "8000/tcp" in image.config["ExposedPorts"]
+    assert image.env("PORT") == "8000"
     user = image.config["User"]
     assert user == "10001:10001", f"the image runs as {user!r}"
     processes = [server.pid, *descendants(server.pid)]
