@@ -2,27 +2,44 @@
 
 ``WORKERS=auto`` becomes a number here (``app/workers.py``), logged. With more than one worker
 it points prometheus-client's multiprocess mode at a fresh folder first, so that ``/metrics``
-adds up every worker's samples.
+adds up every worker's samples. The app's own log lines go through the logging config uvicorn
+applies in each worker process too (``logging.basicConfig`` reaches only this one).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
 import tempfile
+from typing import Any
 
 import uvicorn
+import uvicorn.config
 
 from app.config import get_settings
 from app.workers import decide, read_resources
 
+LOG_FORMAT = "%(levelname)s: %(name)s: %(message)s"
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus the root logger, in the app's format, at ``level``."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["app"] = {"format": LOG_FORMAT}
+    config["handlers"]["app"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "app",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["app"], "level": level.upper()}
+    return config
+
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     if isinstance(settings.workers, int):
         workers = settings.workers
     else:  # auto
@@ -40,6 +57,7 @@ def main() -> None:
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         # After SIGTERM: stop accepting, let accepted requests finish, then shut down.
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
     )

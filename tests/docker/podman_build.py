@@ -130,17 +130,18 @@ def debian_mirror() -> str:
     return DEFAULT_MIRROR
 
 
-def ensure_base(base: str, python_version: str) -> str:
+def ensure_base(base: str, python_version: str) -> float | None:
     """The Dockerfile's base image, or a stand-in made with debootstrap under its name.
 
     The stand-in is a minimal Debian with Debian's Python (in /usr/bin; the official image has
     its own build in /usr/local), pip's certificate bundle the host's (package installs in the
     build go through the same proxy as the host's), and no apt lists, caches, docs or locales,
-    like the official slim image. A lock keeps two test runs from making it at once.
+    like the official slim image. A lock keeps two test runs from making it at once. Returns
+    the seconds it took to make, None if it was there.
     """
     name = full_name(base)
     if image_exists(name):
-        return name
+        return None
     suite = DEBIAN_SUITES.get(python_version)
     assert suite, (
         f"no Debian release known to ship Python {python_version}; add it to DEBIAN_SUITES"
@@ -150,7 +151,8 @@ def ensure_base(base: str, python_version: str) -> str:
     with LOCK_FILE.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if image_exists(name):  # made by a run that held the lock before us
-            return name
+            return None
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="stand-in-", dir="/var/tmp") as tmp:
             rootfs = Path(tmp) / "rootfs"
             packages = "python3,python3-venv,python-is-python3,ca-certificates"
@@ -186,7 +188,7 @@ def ensure_base(base: str, python_version: str) -> str:
                 stdin=tar.stdout,
             )
             assert tar.wait() == 0
-    return name
+    return time.monotonic() - started
 
 
 def build(tag: str, log_path: Path, build_args: dict[str, str] | None = None) -> float:
@@ -288,3 +290,11 @@ def uids(pid: int) -> list[int]:
         if line.startswith("Uid:"):
             return [int(value) for value in line.split()[1:]]
     raise AssertionError(f"no Uid line for process {pid}")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS line for process {pid}")

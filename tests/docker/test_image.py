@@ -43,6 +43,7 @@ from podman_build import (
     ensure_base,
     ensure_tools,
     inspect,
+    rss_mib,
     run,
     uids,
 )
@@ -109,7 +110,9 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     python_version = dockerfile.global_args["PYTHON_VERSION"]
     bases = {stage.base for stage in dockerfile.stages}
     assert len(bases) == 1, f"one base image for every stage, not {bases}"
-    ensure_base(bases.pop(), python_version)
+    base_s = ensure_base(bases.pop(), python_version)
+    if base_s is not None:
+        print(f"\nstand-in base image made in {base_s:.0f} s")
     tag = f"localhost/keras-inference-service:test-{uuid.uuid4().hex[:12]}"
     log_path = tmp_path_factory.mktemp("image") / "build.log"
     build_s = build(tag, log_path)
@@ -281,6 +284,8 @@ def test_workers_auto_is_a_worker_per_cpu(image: Image, server: Server) -> None:
     assert f"WORKERS=auto: {expected} (" in server.log(), server.log()[-3000:]
     workers = [pid for pid in descendants(server.pid) if "spawn_main" in " ".join(argv(pid))]
     assert len(workers) == expected, [argv(pid) for pid in workers]
+    rss = ", ".join(f"{rss_mib(pid):.0f}" for pid in workers or [server.pid])
+    print(f"\nWORKERS=auto: {expected}; resident memory after ready: {rss} MiB")
 
 
 def test_predictions_equal_the_in_process_answers(server: Server, client: TestClient) -> None:

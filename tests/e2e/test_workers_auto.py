@@ -1,5 +1,5 @@
 """``WORKERS=auto`` through ``python -m app``: the number app.workers decides for this machine is
-what uvicorn starts, and the log says why."""
+what uvicorn starts, the log says why, and every worker's own log lines reach the log."""
 
 from __future__ import annotations
 
@@ -44,5 +44,10 @@ def test_python_m_app_starts_the_workers_auto_decides() -> None:
             assert len(worker_processes(proc.pid)) == expected, server_log(proc)[-3000:]
         else:
             assert "Started parent process" not in log, "one worker runs in the main process"
+        # Each worker logs its start-up (logging.basicConfig alone reached the parent only).
+        deadline = time.monotonic() + 120
+        while server_log(proc).count("INFO: app: ready:") < expected:
+            assert time.monotonic() < deadline, server_log(proc)[-3000:]
+            time.sleep(0.5)
     finally:
         assert stop_server(proc) == 0
