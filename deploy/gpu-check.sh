@@ -30,6 +30,11 @@ mkdir -p "$out"
 report=$out/gpu-check.txt
 : >"$report"
 say() { printf '%s\n' "$*" | tee -a "$report"; }
+# TensorFlow's start-up chatter and library warnings, out of the report.
+quiet() {
+    grep -v -e '^WARNING' -e '^I0000' -e '^E0000' -e '^To enable the following' \
+        -e 'DeprecationWarning' -e 'from starlette.testclient' || true
+}
 step() { say ""; say "== $(date -u +%H:%M:%S) $*"; }
 failed=0
 
@@ -52,7 +57,7 @@ fi
 "$venv/bin/python" -m pip check | tee -a "$report"
 say "installed in $((SECONDS - started)) s: $("$venv/bin/python" -m pip list 2>/dev/null |
     grep -E '^(tensorflow|nvidia-cudnn-cu[0-9]+|nvidia-cublas-cu[0-9]+) ' | tr -s ' ' | paste -sd, -)"
-"$venv/bin/python" - <<'EOF' 2>&1 | grep -v '^WARNING\|^I0000\|^E0000' | tee -a "$report"
+"$venv/bin/python" - <<'EOF' 2>&1 | quiet | tee -a "$report"
 import tensorflow as tf
 print("TensorFlow", tf.__version__, "CUDA build:", tf.test.is_built_with_cuda(),
       "GPUs:", tf.config.list_physical_devices("GPU"))
@@ -79,7 +84,7 @@ grep -E 'WORKERS=auto|models run on|loaded from' "$server_log" | tee -a "$report
 
 step "checks"
 # The CPU reference runs in this process: no GPU for it (CUDA_VISIBLE_DEVICES empty).
-DEVICE=$device PORT=$port CUDA_VISIBLE_DEVICES='' "$venv/bin/python" - <<'EOF' 2>&1 | grep -v '^WARNING\|^I0000\|^E0000' | tee -a "$report" || failed=1
+DEVICE=$device PORT=$port CUDA_VISIBLE_DEVICES='' "$venv/bin/python" - <<'EOF' 2>&1 | quiet | tee -a "$report" || failed=1
 """Both models on the device under test; answers equal to the CPU's within 1e-4."""
 import io
 import os
@@ -159,7 +164,7 @@ step "python -m bench $bench_args (DEVICE=$device)"
 # shellcheck disable=SC2086  # word splitting of the arguments is meant
 DEVICE=$device "$venv/bin/python" -m bench $bench_args \
     --output "$out/bench-gpu.json" --plot "$out/bench-gpu.png" 2>&1 |
-    grep -v '^WARNING\|^I0000\|^E0000' | tee -a "$report" || failed=1
+    quiet | tee -a "$report" || failed=1
 
 step "done: $( ((failed)) && echo 'FAILED' || echo 'every check passed')"
 exit "$failed"
