@@ -197,6 +197,13 @@ FILE_ACCESS_ALLOWED = {  # (file name, top-level function or class)
     ("__main__.py", "main"),  # the Prometheus multiprocess folder
     ("metrics.py", "render"),
     ("metrics.py", "mark_process_dead"),
+    # WORKERS=auto, before uvicorn starts: /proc, the cgroup files it names, /dev/nvidia*
+    ("workers.py", "read_resources"),
+    ("workers.py", "cgroup_cpu_quota"),
+    ("workers.py", "cgroup_memory_limit"),
+    ("workers.py", "host_memory"),
+    ("workers.py", "cgroup_folders"),
+    ("workers.py", "_read"),
 }
 PATH_METHODS = {
     "read_bytes",
