@@ -187,7 +187,9 @@ def ensure_base(base: str, python_version: str) -> float | None:
                 timeout=600,
                 stdin=tar.stdout,
             )
-            assert tar.wait() == 0
+            assert tar.stdout is not None
+            tar.stdout.close()
+            assert tar.wait() == 0, "tar of the stand-in's files failed"
     return time.monotonic() - started
 
 

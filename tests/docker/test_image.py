@@ -124,11 +124,12 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
 
 @pytest.fixture(scope="module")
 def host_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The committed models in a host folder, as version 7: a version the image does not hold."""
+    """The committed models' latest versions in a host folder, as version 7: a version the
+    image does not hold."""
     folder = tmp_path_factory.mktemp("host-models") / "models"
     for model in sorted((ROOT / "models").iterdir()):
-        (version,) = [v for v in model.iterdir() if v.is_dir()]
-        shutil.copytree(version, folder / model.name / str(SERVED_VERSION))
+        latest = max((v for v in model.iterdir() if v.name.isdigit()), key=lambda v: int(v.name))
+        shutil.copytree(latest, folder / model.name / str(SERVED_VERSION))
     folder.chmod(0o755)
     return folder
 
