@@ -3,65 +3,82 @@
 #   docker build -t keras-inference-service .                      # CPU (default)
 #   docker build -t keras-inference-service:gpu --build-arg FLAVOR=gpu .
 #
-# FLAVOR=gpu installs the `gpu` extra (tensorflow[and-cuda]): the CUDA libraries come as pip
-# wheels, so the base stays python:slim and the host needs only the NVIDIA driver and the NVIDIA
-# Container Toolkit. tests/docker/test_dockerfile_install.py replays the build stage's install
-# steps and the runtime stage's layout and CMD, so keep them simple shell.
+# Both flavours install from a lock file with hashes (requirements/image-<flavour>.txt, made by
+# `make lock`): CPU gets tensorflow-cpu, GPU the `gpu` extra (tensorflow[and-cuda]), whose CUDA
+# libraries come as pip wheels, so the base stays python:slim and the host needs only the
+# NVIDIA driver and the NVIDIA Container Toolkit. tests/docker/test_image.py builds the CPU
+# image with Podman and runs it; docs/operations.md has its figures. The build context is
+# app/, models/ and requirements/ (.dockerignore).
 
 ARG PYTHON_VERSION=3.11
 
 # ---------------------------------------------------------------------------------------------
-# Build stage: install the project (not editable) and its dependencies into /opt/venv.
+# Build stage: the locked dependencies in /opt/venv, trimmed, every .pyc compiled.
 FROM python:${PYTHON_VERSION}-slim AS build
 
 ARG FLAVOR=cpu
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+# strip (binutils) for the trim below; this stage only, the runtime stage has no toolchain.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
 
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-WORKDIR /src
-# Dependencies first, in a layer of their own, so that a change to the code or the README does
-# not reinstall TensorFlow: pyproject.toml alone installs them (with an empty project).
-COPY pyproject.toml ./
-RUN touch README.md \
-    && case "$FLAVOR" in \
-        cpu) pip install --no-cache-dir . ;; \
-        gpu) pip install --no-cache-dir "./[gpu]" ;; \
+# --no-deps: the lock file is the whole list, every file checked against its hash. The trim
+# leaves what serving loads: out go TensorFlow's C++ headers (for building custom ops), the test
+# suites packages ship, and the symbol tables of TensorFlow's shared libraries (debugging
+# information; strip --strip-unneeded keeps what the dynamic linker needs). Then every .pyc,
+# once: hash-based and unchecked, so identical from build to build, and nothing is written or
+# re-validated at run time (the venv is read-only to the app's user anyway).
+COPY requirements/ /tmp/requirements/
+RUN case "$FLAVOR" in \
+        cpu|gpu) ;; \
         *) echo "FLAVOR must be cpu or gpu, not '$FLAVOR'" >&2; exit 1 ;; \
-    esac
-# Then the project itself, not editable: app/ (and training/) go into site-packages.
-COPY README.md ./
-COPY app/ app/
-COPY training/ training/
-RUN pip install --no-cache-dir --no-deps --force-reinstall .
+    esac \
+    && pip install --no-deps --require-hashes --no-compile -r "/tmp/requirements/image-$FLAVOR.txt" \
+    && site=$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
+    && rm -rf "$site/tensorflow/include" \
+    && find "$site" -depth -type d -name tests -exec rm -rf {} + \
+    && find "$site/tensorflow" -type f -name '*.so*' -exec strip --strip-unneeded {} + \
+    && python -m compileall -q -f -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 # ---------------------------------------------------------------------------------------------
-# Runtime stage: the venv and the models, no compilers, caches, sources or tests.
+# Runtime stage: the venv, the code and the models; no compilers, caches or tests.
 FROM python:${PYTHON_VERSION}-slim AS runtime
 
+ARG PYTHON_VERSION
 ARG FLAVOR=cpu
 LABEL org.opencontainers.image.title="keras-inference-service" \
       org.opencontainers.image.description="REST inference for the IMDB sentiment and MNIST digits Keras models" \
       org.opencontainers.image.licenses="MIT" \
       io.keras-inference-service.flavor="${FLAVOR}"
 
-# HOST, PORT and MODEL_DIR are settings of app/config.py, like every variable the app reads:
-# set any of them with `docker run -e NAME=value` (or docker-compose.yml's environment).
+# HOST, PORT, MODEL_DIR and WORKERS are settings of app/config.py, like every variable the app
+# reads: set any of them with `docker run -e NAME=value` (or docker-compose.yml's environment).
+# WORKERS=auto: a worker per CPU the container may use, fewer if its memory limit is tight, and
+# one when it serves on a GPU (each worker would claim the whole GPU); see app/workers.py.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8000 \
-    MODEL_DIR=/app/models
+    MODEL_DIR=/app/models \
+    WORKERS=auto
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app \
         --shell /usr/sbin/nologin app
 
-# The app itself lives in the venv's site-packages (installed, not editable); /app holds only
-# the models, so `python -m app` imports the installed package.
+# The dependencies, then the service's code in the venv's site-packages as if installed (so
+# `python -m app` finds it from any folder) but in a layer of its own: a change to the code
+# leaves the venv's layer as it is. /app holds only the models.
 COPY --from=build /opt/venv /opt/venv
+COPY app/ /opt/venv/lib/python${PYTHON_VERSION}/site-packages/app/
 WORKDIR /app
 COPY models/ models/
 

@@ -1,46 +1,50 @@
 # Two commands for a new user: `make run` (set up and serve) and `make test` (set up and test).
+# Both install the lock file requirements/dev.txt (exact versions, hashes checked) into .venv;
+# `make lock` refreshes the lock files from pyproject.toml (UPGRADE=1: to the newest releases).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PIP_INSTALL := $(BIN)/python -m pip install --quiet
 
-.PHONY: run test test-fast lint train bench soak clean
+.PHONY: run test test-fast lint lock train bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP_INSTALL) --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# The locked dependencies (dev tools included), then the project itself, editable.
+$(VENV)/.installed: requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) --require-hashes -r requirements/dev.txt
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	touch $@
-
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed  ## serve the models in models/ on port 8000
 	$(if $(HOST),HOST=$(HOST)) $(if $(PORT),PORT=$(PORT)) $(BIN)/python -m app
 
-test: $(VENV)/.installed-dev  ## run the whole test suite
+test: $(VENV)/.installed  ## run the whole test suite
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed-dev  ## the edit-test loop: unit and in-process API tests, offline, no server processes
+test-fast: $(VENV)/.installed  ## the edit-test loop: unit and in-process API tests, offline, no server processes
 	TESTS_OFFLINE=1 $(BIN)/python -m pytest tests/unit tests/api -m 'not slow'
 
-lint: $(VENV)/.installed-dev  ## ruff, ruff format, mypy --strict on app/, hadolint
+lint: $(VENV)/.installed  ## ruff, ruff format, mypy --strict on app/, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
-train: $(VENV)/.installed-dev  ## retrain both models into models/<name>/<next version>/
+lock: $(VENV)/.installed  ## refresh requirements/*.txt from pyproject.toml
+	UV=$(BIN)/uv $(if $(UPGRADE),UPGRADE=1) requirements/lock.sh
+
+train: $(VENV)/.installed  ## retrain both models into models/<name>/<next version>/
 	$(BIN)/python -m training.sentiment
 	$(BIN)/python -m training.digits
 
-bench: $(VENV)/.installed-dev  ## batched vs unbatched at concurrency 1/16/64 (~7 min): bench/results.json, bench/throughput_latency.png
+bench: $(VENV)/.installed  ## batched vs unbatched at concurrency 1/16/64 (~7 min): bench/results.json, bench/throughput_latency.png
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.capacity --update-docs
 
-soak: $(VENV)/.installed-dev
+soak: $(VENV)/.installed
 	$(BIN)/python -m pytest -m soak -s
 
 clean:

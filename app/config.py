@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     # Server
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, description="uvicorn worker processes, each with its batchers")
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, description="uvicorn worker processes, each with its batchers; auto: app/workers.py"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # Models

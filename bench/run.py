@@ -50,6 +50,9 @@ CONFIGS = {
     # Not run by default (--configs): one uvicorn worker per core.
     "batched-2w": {"WORKERS": "2"},
     "unbatched-2w": {"WORKERS": "2", "MAX_BATCH_SIZE": "1"},
+    # Not run by default: the image's default, a worker per CPU (app/workers.py); against
+    # "batched" (one worker): `--configs batched,batched-auto`.
+    "batched-auto": {"WORKERS": "auto"},
 }
 DEFAULT_CONFIGS = "batched,unbatched,unbatched-2c"
 SERVICE_SETTINGS = {

@@ -1,9 +1,10 @@
 """Readers for the container files: the Dockerfile, docker-compose.yml and .dockerignore.
 
-There is no Docker engine in CI, so the tests read the files themselves. The Dockerfile parser
+test_image.py builds and runs the image; what a build cannot show (the GPU flavour, Compose,
+which no engine here runs) the other tests read from the files themselves. The Dockerfile parser
 knows the instructions the project's Dockerfile uses (ARG, FROM, ENV, WORKDIR, COPY, RUN,
 USER, EXPOSE, HEALTHCHECK, CMD, LABEL) and Dockerfile-style ``$VAR``/``${VAR:-default}``
-substitution; the fresh-virtualenv test replays its stages with it.
+substitution.
 """
 
 from __future__ import annotations

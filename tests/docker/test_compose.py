@@ -201,25 +201,34 @@ def test_environment_variables_are_settings_the_app_reads(
         assert not missing, f"{name}: settings neither in compose nor the image: {missing}"
 
 
-def test_environment_defaults_are_the_apps_defaults(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+def test_environment_defaults_are_the_images_defaults(
+    compose: dict[str, Any], dockerfile: Dockerfile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``NAME: ${NAME:-default}`` must default to what the app would use without it."""
-    passthrough: dict[str, str] = {}
-    for key, value in compose["services"]["api"]["environment"].items():
-        match = INTERPOLATION.fullmatch(str(value))
-        if match and match["name"] == key:
-            passthrough[key] = match["default"] or ""
-    assert {"MAX_BATCH_SIZE", "WORKERS", "API_KEYS"} <= set(passthrough)
-    for key in SETTINGS:
-        monkeypatch.delenv(key, raising=False)
-    app_defaults = Settings(_env_file=None)
-    for key, default in passthrough.items():
-        monkeypatch.setenv(key, default)
-    with_compose_defaults = Settings(_env_file=None)
-    for key in passthrough:
-        field = key.lower()
-        assert getattr(with_compose_defaults, field) == getattr(app_defaults, field), key
+    """``NAME: ${NAME:-default}`` must default to what the container would use without it: the
+    image's ENV where the image sets NAME (WORKERS=auto), else the app's own default."""
+    image_env: dict[str, str] = {}
+    for env in dockerfile.final.all("ENV"):
+        image_env.update(parse_assignments(env.value))
+    for name in API_SERVICES:
+        passthrough: dict[str, str] = {}
+        for key, value in compose["services"][name]["environment"].items():
+            match = INTERPOLATION.fullmatch(str(value))
+            if match and match["name"] == key:
+                passthrough[key] = match["default"] or ""
+        assert {"MAX_BATCH_SIZE", "WORKERS", "API_KEYS"} <= set(passthrough)
+        for key in SETTINGS:
+            monkeypatch.delenv(key, raising=False)
+        for key in passthrough.keys() & image_env.keys():
+            monkeypatch.setenv(key, image_env[key])
+        container_defaults = Settings(_env_file=None)
+        for key, default in passthrough.items():
+            monkeypatch.setenv(key, default)
+        with_compose_defaults = Settings(_env_file=None)
+        for key in passthrough:
+            field = key.lower()
+            assert getattr(with_compose_defaults, field) == getattr(container_defaults, field), (
+                f"{name}: {key}"
+            )
 
 
 def test_models_are_mounted_read_only_where_model_dir_points(

@@ -228,6 +228,13 @@ FILE_ACCESS_ALLOWED = {  # (file name, top-level function or class)
     ("playground.py", "_index_html"),
     ("playground.py", "_assets"),
     ("docs.py", "_assets"),
+    # WORKERS=auto, before uvicorn starts: /proc, the cgroup files it names, /dev/nvidia*
+    ("workers.py", "read_resources"),
+    ("workers.py", "cgroup_cpu_quota"),
+    ("workers.py", "cgroup_memory_limit"),
+    ("workers.py", "host_memory"),
+    ("workers.py", "cgroup_folders"),
+    ("workers.py", "_read"),
 }
 PATH_METHODS = {
     "read_bytes",
