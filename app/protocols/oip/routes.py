@@ -50,6 +50,92 @@ def version_number(version: str) -> int:
     return int(version)
 
 
+# Infer first: routes are matched in order, the busiest first.
+
+# ---- Infer --------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/models/{name}/infer",
+    responses=INFER_ERRORS,
+    openapi_extra={"requestBody": INFER_REQUEST_BODY},
+    summary="Infer (latest version)",
+)
+@direct
+async def infer(request: Request, name: str) -> Response:
+    """Run the model on the request's input tensor: JSON, or JSON then binary tensor data."""
+    return await _infer(request, authorized_server(request), ModelRef(name))
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    responses=INFER_ERRORS,
+    openapi_extra={"requestBody": INFER_REQUEST_BODY},
+    summary="Infer (one version)",
+)
+@direct
+async def infer_version(request: Request, name: str, version: str) -> Response:
+    """``infer`` on one version of the model."""
+    return await _infer(
+        request, authorized_server(request), ModelRef(name, version_number(version))
+    )
+
+
+async def _infer(request: Request, server: ModelServer, ref: ModelRef) -> Response:
+    body = await _read_body(request, server.settings.max_request_bytes)
+    header_length = request.headers.get(codec.BINARY_HEADER)
+
+    async def decode(model: LoadedModel) -> codec.InferRequest:
+        return await codec.decode_infer(body, header_length, model, server.settings)
+
+    prediction = await unless_disconnected(request, server.predict(ref, decode))
+    content, headers = codec.encode_infer(prediction)
+    return _compressed(request, content, headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    body = await request.body()
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding == "identity":
+        return body
+    if coding not in ("gzip", "deflate"):
+        raise InvalidInput(f"Content-Encoding {coding!r} is not supported (gzip, deflate)")
+    if len(body) <= INLINE_INFLATE_BYTES:
+        return _inflate(body, coding, limit)
+    return await off_loop(_inflate, body, coding, limit)
+
+
+def _inflate(body: bytes, coding: str, limit: int) -> bytes:
+    """Decompress at most ``limit`` bytes: a small bomb is refused before it grows."""
+    inflater = zlib.decompressobj(wbits=31 if coding == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"the {coding} body cannot be decompressed: {exc}") from None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the decompressed body is over MAX_REQUEST_BYTES={limit}")
+    if not inflater.eof:
+        raise InvalidInput(f"the {coding} body is truncated")
+    return data
+
+
+def _compressed(request: Request, content: bytes, headers: dict[str, str]) -> Response:
+    if len(content) < COMPRESS_FROM_BYTES:
+        return Response(content, headers=headers)
+    accepted = {
+        part.split(";")[0].strip().lower()
+        for part in request.headers.get("accept-encoding", "").split(",")
+    }
+    if "gzip" in accepted:
+        content, headers = (
+            gzip.compress(content, compresslevel=1),
+            {**headers, "content-encoding": "gzip"},
+        )
+    elif "deflate" in accepted:
+        content, headers = zlib.compress(content, 1), {**headers, "content-encoding": "deflate"}
+    return Response(content, headers=headers)
+
+
 # ---- Health and metadata ----------------------------------------------------------------------
 
 
@@ -186,87 +272,3 @@ async def model_config(name: str, request: Request) -> FastJSONResponse:
             },
         }
     )
-
-
-# ---- Infer --------------------------------------------------------------------------------------
-
-
-@router.post(
-    "/models/{name}/infer",
-    responses=INFER_ERRORS,
-    openapi_extra={"requestBody": INFER_REQUEST_BODY},
-    summary="Infer (latest version)",
-)
-@direct
-async def infer(request: Request, name: str) -> Response:
-    """Run the model on the request's input tensor: JSON, or JSON then binary tensor data."""
-    return await _infer(request, authorized_server(request), ModelRef(name))
-
-
-@router.post(
-    "/models/{name}/versions/{version}/infer",
-    responses=INFER_ERRORS,
-    openapi_extra={"requestBody": INFER_REQUEST_BODY},
-    summary="Infer (one version)",
-)
-@direct
-async def infer_version(request: Request, name: str, version: str) -> Response:
-    """``infer`` on one version of the model."""
-    return await _infer(
-        request, authorized_server(request), ModelRef(name, version_number(version))
-    )
-
-
-async def _infer(request: Request, server: ModelServer, ref: ModelRef) -> Response:
-    body = await _read_body(request, server.settings.max_request_bytes)
-    header_length = request.headers.get(codec.BINARY_HEADER)
-
-    async def decode(model: LoadedModel) -> codec.InferRequest:
-        return await codec.decode_infer(body, header_length, model, server.settings)
-
-    prediction = await unless_disconnected(request, server.predict(ref, decode))
-    content, headers = codec.encode_infer(prediction)
-    return _compressed(request, content, headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    body = await request.body()
-    coding = request.headers.get("content-encoding", "identity").strip().lower()
-    if coding == "identity":
-        return body
-    if coding not in ("gzip", "deflate"):
-        raise InvalidInput(f"Content-Encoding {coding!r} is not supported (gzip, deflate)")
-    if len(body) <= INLINE_INFLATE_BYTES:
-        return _inflate(body, coding, limit)
-    return await off_loop(_inflate, body, coding, limit)
-
-
-def _inflate(body: bytes, coding: str, limit: int) -> bytes:
-    """Decompress at most ``limit`` bytes: a small bomb is refused before it grows."""
-    inflater = zlib.decompressobj(wbits=31 if coding == "gzip" else 15)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInput(f"the {coding} body cannot be decompressed: {exc}") from None
-    if len(data) > limit:
-        raise PayloadTooLarge(f"the decompressed body is over MAX_REQUEST_BYTES={limit}")
-    if not inflater.eof:
-        raise InvalidInput(f"the {coding} body is truncated")
-    return data
-
-
-def _compressed(request: Request, content: bytes, headers: dict[str, str]) -> Response:
-    if len(content) < COMPRESS_FROM_BYTES:
-        return Response(content, headers=headers)
-    accepted = {
-        part.split(";")[0].strip().lower()
-        for part in request.headers.get("accept-encoding", "").split(",")
-    }
-    if "gzip" in accepted:
-        content, headers = (
-            gzip.compress(content, compresslevel=1),
-            {**headers, "content-encoding": "gzip"},
-        )
-    elif "deflate" in accepted:
-        content, headers = zlib.compress(content, 1), {**headers, "content-encoding": "deflate"}
-    return Response(content, headers=headers)

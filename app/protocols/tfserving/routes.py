@@ -50,6 +50,66 @@ def version_number(version: str) -> int:
     return int(version)
 
 
+# Predict first: routes are matched in order, the busiest first.
+
+# ---- Predict -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/{name}:predict",
+    responses=PREDICT_ERRORS,
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    summary="Predict (latest version)",
+)
+@direct
+async def predict(request: Request, name: str) -> FastJSONResponse:
+    """TF Serving's predict API: ``instances`` -> ``predictions``, ``inputs`` -> ``outputs``.
+
+    Sentiment instances are review texts; digits instances are 28x28 (or 28x28x1) lists of
+    pixel values 0-255 (0 = background) or ``{"b64": "<base64 of an image file>"}``.
+    """
+    return await _predict(request, authorized_server(request), ModelRef(name))
+
+
+@router.post(
+    "/{name}/versions/{version}:predict",
+    responses=PREDICT_ERRORS,
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    summary="Predict (one version)",
+)
+@direct
+async def predict_version(request: Request, name: str, version: str) -> FastJSONResponse:
+    """TF Serving's predict API on one version of the model."""
+    return await _predict(
+        request, authorized_server(request), ModelRef(name, version_number(version))
+    )
+
+
+@router.post(
+    "/{name}/labels/{label}:predict",
+    responses=PREDICT_ERRORS,
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    summary="Predict (the version a label names)",
+)
+@direct
+async def predict_label(request: Request, name: str, label: str) -> FastJSONResponse:
+    """TF Serving's predict API on the version a label points at."""
+    return await _predict(request, authorized_server(request), ModelRef(name, label=label))
+
+
+async def _predict(request: Request, server: ModelServer, ref: ModelRef) -> FastJSONResponse:
+    body = await request.body()
+
+    async def decode(model: LoadedModel) -> codec.PredictRequest:
+        return await codec.decode_predict(body, model, server.settings)
+
+    prediction = await unless_disconnected(request, server.predict(ref, decode))
+    return FastJSONResponse(
+        codec.encode_predict(prediction),
+        headers={"X-Model-Version": str(prediction.model.version)},
+    )
+
+
 # ---- Status ------------------------------------------------------------------------------------
 
 
@@ -157,62 +217,4 @@ def _metadata(server: ModelServer, ref: ModelRef) -> FastJSONResponse:
                 "signature_def": {"signature_def": {SIGNATURE: codec.signature_def_json(model)}}
             },
         }
-    )
-
-
-# ---- Predict -----------------------------------------------------------------------------------
-
-
-@router.post(
-    "/{name}:predict",
-    responses=PREDICT_ERRORS,
-    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
-    summary="Predict (latest version)",
-)
-@direct
-async def predict(request: Request, name: str) -> FastJSONResponse:
-    """TF Serving's predict API: ``instances`` -> ``predictions``, ``inputs`` -> ``outputs``.
-
-    Sentiment instances are review texts; digits instances are 28x28 (or 28x28x1) lists of
-    pixel values 0-255 (0 = background) or ``{"b64": "<base64 of an image file>"}``.
-    """
-    return await _predict(request, authorized_server(request), ModelRef(name))
-
-
-@router.post(
-    "/{name}/versions/{version}:predict",
-    responses=PREDICT_ERRORS,
-    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
-    summary="Predict (one version)",
-)
-@direct
-async def predict_version(request: Request, name: str, version: str) -> FastJSONResponse:
-    """TF Serving's predict API on one version of the model."""
-    return await _predict(
-        request, authorized_server(request), ModelRef(name, version_number(version))
-    )
-
-
-@router.post(
-    "/{name}/labels/{label}:predict",
-    responses=PREDICT_ERRORS,
-    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
-    summary="Predict (the version a label names)",
-)
-@direct
-async def predict_label(request: Request, name: str, label: str) -> FastJSONResponse:
-    """TF Serving's predict API on the version a label points at."""
-    return await _predict(request, authorized_server(request), ModelRef(name, label=label))
-
-
-async def _predict(request: Request, server: ModelServer, ref: ModelRef) -> FastJSONResponse:
-    body = await request.body()
-
-    async def decode(model: LoadedModel) -> codec.PredictRequest:
-        return await codec.decode_predict(body, model, server.settings)
-
-    prediction = await unless_disconnected(request, server.predict(ref, decode))
-    return FastJSONResponse(
-        codec.encode_predict(prediction),
-        headers={"X-Model-Version": str(prediction.model.version)},
     )
