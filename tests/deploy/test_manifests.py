@@ -351,9 +351,11 @@ def test_image_is_the_one_the_dockerfile_builds(objects: tuple[dict[str, Any], .
         assert built.get(flavor) == f"keras-inference-service:{flavor}", (
             f"{image}: docker-compose.yml builds {built}"
         )
-        assert re.search(rf"^\s+{flavor}\) pip install", dockerfile, re.M), (
-            f"the Dockerfile has no FLAVOR={flavor}"
-        )
+        accepted = re.search(r"^\s+([a-z|]+)\) ;;", dockerfile, re.M)
+        assert accepted, "the Dockerfile's FLAVOR check is gone"
+        assert flavor in accepted[1].split("|"), f"the Dockerfile has no FLAVOR={flavor}"
+        assert "requirements/image-$FLAVOR.txt" in dockerfile
+        assert (ROOT / "requirements" / f"image-{flavor}.txt").is_file(), f"no lock for {flavor}"
 
 
 def test_gpu_workloads_get_a_gpu_and_one_worker(
