@@ -93,8 +93,8 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
     install_error_handlers(app)
     # Routes are matched in order: the busiest first.
     app.include_router(native.router)
-    app.include_router(tfserving.router)
     app.include_router(oip.router)
+    app.include_router(tfserving.router)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(playground.router)
