@@ -112,6 +112,16 @@ class Prediction(Generic[R]):
     outputs: np.ndarray
 
 
+MAX_VERSION_DIGITS = 18  # always fits an int64, as TensorFlow Serving's versions do
+
+
+def version_number(text: str) -> int:
+    """A version as a URL gives it: ASCII digits that fit an int64, else NotFound."""
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_VERSION_DIGITS):
+        raise NotFound(f"version {text!r} is not a version number")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A model as a request names it: by name alone, or with a version or a label."""

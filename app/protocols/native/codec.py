@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from app.codecs import decode_image_file
 from app.config import Settings
-from app.errors import InvalidInput, PayloadTooLarge, Unprocessable, validation_error
-from app.inputs import ImageError, check_reviews, decode_digit, decodes_quickly
-from app.offload import off_loop
+from app.errors import InvalidInput, Unprocessable, validation_error
+from app.inputs import check_reviews
 from app.protocols.native.schemas import SentimentRequest
 from app.serving import Batch, Prediction
 from app.uploads import FormPart
@@ -62,17 +62,8 @@ async def decode_images(parts: list[FormPart], settings: Settings) -> Batch:
 async def _decode_upload(upload: FormPart, index: int, settings: Settings) -> np.ndarray:
     if upload.filename is None:
         raise InvalidInput(f"'file' field {index} is text, not a file upload")
-    data = upload.data
-    try:
-        # Small images on the event loop; others in a thread, so that the loop keeps serving.
-        if decodes_quickly(data):
-            return decode_digit(data, settings.max_image_side)
-        return await off_loop(decode_digit, data, settings.max_image_side)
-    except ImageError as exc:
-        name = upload.filename or f"file {index}"
-        if exc.too_large:
-            raise PayloadTooLarge(f"{name}: {exc}") from exc
-        raise InvalidInput(f"{name}: {exc}") from exc
+    name = upload.filename or f"file {index}"
+    return await decode_image_file(upload.data, settings.max_image_side, name)
 
 
 def encode_digits(prediction: Prediction[Batch]) -> dict[str, Any]:

@@ -26,8 +26,6 @@ request's ``id`` is echoed. Nothing of HTTP: what cannot be served raises
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import struct
 from collections.abc import Sequence
@@ -37,11 +35,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.codecs import b64decode, decode_image_file
 from app.config import Settings
-from app.errors import InvalidInput, PayloadTooLarge
-from app.inputs import ImageError, decode_digit, decodes_quickly
+from app.errors import InvalidInput
 from app.model import LoadedModel, TensorInfo
-from app.offload import off_loop
 from app.serving import Prediction
 
 BINARY_HEADER = "inference-header-content-length"
@@ -353,24 +350,9 @@ def _text(item: str | bytes, settings: Settings, where: str) -> str:
 
 
 async def _image(item: str | bytes, settings: Settings, where: str, binary: bool) -> np.ndarray:
-    data = item if isinstance(item, bytes) else _b64decode(item, where)
-    try:
-        if decodes_quickly(data):
-            return decode_digit(data, settings.max_image_side)
-        return await off_loop(decode_digit, data, settings.max_image_side)
-    except ImageError as exc:
-        if exc.too_large:
-            raise PayloadTooLarge(f"{where}: {exc}") from exc
-        raise InvalidInput(f"{where}: {exc}") from exc
-
-
-def _b64decode(text: str, where: str) -> bytes:
-    cleaned = text.strip().replace("-", "+").replace("_", "/")
-    cleaned += "=" * (-len(cleaned) % 4)
-    try:
-        return base64.b64decode(cleaned, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{where}: an image in JSON data must be base64 text") from None
+    if isinstance(item, str):
+        item = b64decode(item, f"{where}:", "an image in JSON data must be base64 text")
+    return await decode_image_file(item, settings.max_image_side, where)
 
 
 def _numbers(tensor: _Tensor) -> np.ndarray:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 
 from app.api.deps import authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
-from app.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable
+from app.errors import InvalidInput, PayloadTooLarge, Unavailable
 from app.model import LoadedModel, TensorInfo
 from app.offload import off_loop
 from app.protocols import error_responses
@@ -30,24 +30,17 @@ from app.protocols.oip.schemas import (
     ServerMetadata,
 )
 from app.responses import FastJSONResponse
-from app.serving import ModelRef, ModelServer
+from app.serving import ModelRef, ModelServer, version_number
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol"], route_class=RequestRoute)
 
 SERVER_NAME = "keras-inference-service"
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 PLATFORM = "tensorflow_savedmodel"
-MAX_VERSION_DIGITS = 18
 INLINE_INFLATE_BYTES = 64 * 1024
 COMPRESS_FROM_BYTES = 1024  # smaller answers gain nothing from compression
 READ_ERRORS = error_responses(OIPError, 401, 404, 503)
 INFER_ERRORS = {**INFER_RESPONSES, **error_responses(OIPError, 400, 401, 404, 413, 503, 504, 500)}
-
-
-def version_number(version: str) -> int:
-    if not (version.isascii() and version.isdigit() and len(version) <= MAX_VERSION_DIGITS):
-        raise NotFound(f"version {version!r} is not a version number")
-    return int(version)
 
 
 # Infer first: routes are matched in order, the busiest first.

@@ -28,7 +28,6 @@ deadline).
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import functools
 import json
@@ -39,8 +38,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.codecs import b64decode, image_error
 from app.config import Settings
-from app.errors import InvalidInput, NotFound, PayloadTooLarge
+from app.errors import InvalidInput, NotFound
 from app.inputs import ImageError, decode_digit, decodes_quickly
 from app.model import SIGNATURE, LoadedModel, TensorInfo
 from app.offload import off_loop
@@ -281,13 +281,7 @@ def _string(value: Any, settings: Settings, where: str) -> str | bytes:
 def _b64decode(encoded: Any, where: str) -> bytes:
     if not isinstance(encoded, str):
         raise InvalidInput(f'{where}: the "b64" value must be a base64 string')
-    # Standard or URL-safe alphabet, padding optional.
-    text = encoded.strip().replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f'{where}: the "b64" value is not valid base64') from None
+    return b64decode(encoded, f'{where}: the "b64" value')
 
 
 # ---- Numbers and images
@@ -300,9 +294,7 @@ def _image(value: dict[str, Any], settings: Settings, where: str, inline: bool) 
     try:
         return decode_digit(data, settings.max_image_side)
     except ImageError as exc:
-        if exc.too_large:
-            raise PayloadTooLarge(f"{where}: {exc}") from exc
-        raise InvalidInput(f"{where}: {exc}") from exc
+        raise image_error(exc, where) from exc
 
 
 _NUMBER_TYPES = {int, float}

@@ -31,23 +31,15 @@ from app.protocols.tfserving.schemas import (
     TFServingError,
 )
 from app.responses import FastJSONResponse
-from app.serving import ModelRef, ModelServer, VersionStatus
+from app.serving import ModelRef, ModelServer, VersionStatus, version_number
 
 router = APIRouter(prefix="/v1/models", tags=["TensorFlow Serving API"], route_class=RequestRoute)
 
-MAX_VERSION_DIGITS = 18  # fits an int64, as TF Serving's versions do
 READ_ERRORS = error_responses(TFServingError, 401, 404, 503)
 PREDICT_ERRORS = {
     **PREDICT_RESPONSES,
     **error_responses(TFServingError, 400, 401, 404, 413, 503, 504, 500),
 }
-
-
-def version_number(version: str) -> int:
-    """A version from a URL: ASCII digits that fit an int64, else 404."""
-    if not (version.isascii() and version.isdigit() and len(version) <= MAX_VERSION_DIGITS):
-        raise NotFound(f"version {version!r} is not a version number")
-    return int(version)
 
 
 # Predict first: routes are matched in order, the busiest first.
