@@ -5,12 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --quiet
+# The pip that installs the lock: a newer one is taken on purpose, not by a fresh clone.
+PIP_VERSION ?= 26.3
 
 .PHONY: run test test-fast lint lock train bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) pip==$(PIP_VERSION)
 
 # The locked dependencies (dev tools included), then the project itself, editable.
 $(VENV)/.installed: requirements/dev.txt pyproject.toml | $(BIN)/python

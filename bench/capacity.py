@@ -136,7 +136,10 @@ def plans(
 
 
 def _n(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.2g}" if value < 10 else f"{value:.0f}"
+    """Cores, rounded up at the precision shown (so 2.01 cores reads 2.1, not 2)."""
+    if value < 10:
+        return f"{math.ceil(value * 10 - 1e-9) / 10:.1f}"
+    return f"{math.ceil(value - 1e-9):,}"
 
 
 def _pods(count: int) -> str:

@@ -25,7 +25,7 @@ device=${DEVICE:-gpu}
 python=${PYTHON:-python3}
 venv=${VENV:-$out/venv}
 port=${PORT:-8765}
-bench_args=${BENCH_ARGS:---configs batched,unbatched --concurrency 1,16,64 --rounds 2}
+bench_args=${BENCH_ARGS:---configs batched,unbatched --concurrency 1,16,64 --rounds 2 --no-reload}
 mkdir -p "$out"
 report=$out/gpu-check.txt
 : >"$report"
@@ -50,7 +50,7 @@ step "venv $venv"
 started=$SECONDS
 if [[ ! -x "$venv/bin/python" ]]; then
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "pip==${PIP_VERSION:-26.3}"
 fi
 "$venv/bin/python" -m pip install --quiet --no-deps --require-hashes -r requirements/image-gpu.txt
 "$venv/bin/python" -m pip install --quiet --require-hashes -r requirements/dev.txt

@@ -52,7 +52,7 @@ NOT_SETTINGS = {
 FOOTPRINT = json.loads((ROOT / "bench" / "footprint.json").read_text())
 STARTUP_MARGIN = 3  # the startupProbe waits at least this many times the measured start-up
 MEMORY_MARGIN = 1.25  # the memory limit holds at least this many times the measured peak
-COMPOSED = "gpu overlay + components/keda + components/models-volume"
+COMPOSED = "docs/kubernetes.md's overlay: gpu + components/keda + components/models-volume"
 READINESS = {"/readyz", "/v2/health/ready"}
 LIVENESS = {"/healthz", "/v2/health/live"}
 
@@ -62,13 +62,13 @@ TARGETS = [
 
 
 def composed_overlay(folder: Path) -> Path:
-    """An overlay of the user's: the gpu overlay with both components."""
-    k8s = Path(os.path.relpath(DEPLOY / "k8s", folder))
-    (folder / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources: [{k8s / 'overlays/gpu'}]\n"
-        f"components: [{k8s / 'components/keda'}, {k8s / 'components/models-volume'}]\n"
-    )
+    """The user's overlay that docs/kubernetes.md shows (the gpu overlay with both
+    components), its paths made relative to ``folder``."""
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    example = re.search(r"To combine variants.*?```yaml\n(.*?)```", docs, re.DOTALL)
+    assert example, "docs/kubernetes.md: the example overlay is gone"
+    deploy = Path(os.path.relpath(DEPLOY, folder))
+    (folder / "kustomization.yaml").write_text(example[1].replace("../deploy", str(deploy)))
     return folder
 
 
@@ -118,12 +118,17 @@ def test_every_object_validates_in_strict_mode(objects: tuple[dict[str, Any], ..
 
 
 def test_every_component_is_used_by_an_overlay() -> None:
-    """Components cannot be rendered alone: each is rendered through an overlay."""
-    components = {f for f in kustomizations() if kind_of(f) == "Component"}
-    used = set()
-    for target in TARGETS:
-        kustomization = yaml.safe_load((ROOT / target / "kustomization.yaml").read_text())
-        used |= {(ROOT / target / c).resolve() for c in kustomization.get("components", [])}
+    """Components cannot be rendered alone: each is rendered through an overlay (directly or
+    through another component)."""
+    components = {f.resolve() for f in kustomizations() if kind_of(f) == "Component"}
+    used: set[Path] = set()
+    folders = [ROOT / target for target in TARGETS]
+    while folders:
+        folder = folders.pop()
+        kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        named = {(folder / c).resolve() for c in kustomization.get("components", [])}
+        folders += named - used
+        used |= named
     assert components
     assert components <= used
 
@@ -459,6 +464,26 @@ def test_autoscalers_scale_on_signals_the_app_exports(objects: tuple[dict[str, A
                 series = re.findall(r"\b([a-z_]+)\{", query)
                 names = {re.sub(r"_(bucket|sum|count)$", "", name) for name in series}
                 assert names <= exported, f"{names - exported} are not the app's metrics"
+
+
+def test_keda_keeps_the_overlays_bounds_and_queues_per_worker(
+    objects: tuple[dict[str, Any], ...], image_env: dict[str, str]
+) -> None:
+    """A ScaledObject scales between the bounds of the HPA it replaces (the overlay's, such as
+    the gpu overlay's), and its queue target is 16 waiting instances per worker of a pod."""
+    for scaled in (o for o in objects if o["kind"] == "ScaledObject"):
+        target = scaled["spec"]["scaleTargetRef"]["name"]
+        (workload,) = [w for w in workloads(objects) if w.source["metadata"]["name"] == target]
+        flavor = "gpu" if _flavor(workload) == "gpu" else "cpu"
+        hpa = find(
+            rendered(DEPLOY / "k8s" / "overlays" / flavor), "HorizontalPodAutoscaler", target
+        )
+        assert hpa is not None, f"overlays/{flavor} has no HPA for {target}"
+        bounds = (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"])
+        assert bounds == (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]), target
+        (queue,) = [t for t in scaled["spec"]["triggers"] if "model_queue_depth" in str(t)]
+        workers = _workers(objects, workload, image_env)
+        assert float(queue["metadata"]["threshold"]) == 16 * workers, f"{target}: {workers} workers"
 
 
 def test_kserve_predictor_speaks_the_open_inference_protocol(image_env: dict[str, str]) -> None:
