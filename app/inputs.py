@@ -48,9 +48,9 @@ FRAMED_CENTRE_TOLERANCE = 1.0  # pixels between a framed digit's centre of mass 
 # its sums weighted by column and by row.
 _MOMENTS = np.stack([np.ones(MNIST_SIZE), np.arange(MNIST_SIZE)]).astype(np.float32)
 
-# Images this small decode in well under a millisecond: cheaper on the event loop than a
-# hand-off to a thread. The file size alone says little: a 4096x4096 PNG of one colour is 2 KB
-# and takes a fifth of a second or more to decode.
+# Images this small decode faster on the event loop than a hand-off to a thread costs
+# (docs/performance.md). The file size alone says little: a PNG of one colour is tiny
+# whatever its declared size, and its decode time grows with the pixels.
 INLINE_DECODE_BYTES = 64 * 1024
 INLINE_DECODE_PIXELS = 128 * 128
 
@@ -126,7 +126,7 @@ def decodes_quickly(data: bytes) -> bool:
     if len(data) > INLINE_DECODE_BYTES:
         return False
     if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
-        # A PNG's first chunk declares its size: no need for Pillow's header parsing (~40 us).
+        # A PNG's first chunk declares its size: no need for Pillow's header parsing.
         width, height = struct.unpack(">II", data[16:24])
         return bool(width * height <= INLINE_DECODE_PIXELS)
     try:
@@ -147,8 +147,8 @@ def _plain_greyscale_png(data: bytes, max_side: int) -> np.ndarray | None:
     """The pixels of an 8-bit greyscale, non-interlaced PNG, or None for any other file.
 
     MNIST-style uploads are such PNGs. ``Image.open`` finds their format, parses their chunks
-    and prepares the decode in Python, 2-3x the decode itself (60 against 25 us for 28x28);
-    here the chunks are read with ``struct`` and the pixels decoded by the same Pillow decoder
+    and prepares the decode in Python, costing more than the decode itself for a 28x28 image
+    (docs/performance.md); here the chunks are read with ``struct`` and the pixels decoded by the same Pillow decoder
     (``Image.frombytes(..., "zip")``). Anything unusual, a failed CRC or a decoding error
     returns None: ``Image.open`` then decodes the file, or says what is wrong with it.
     """

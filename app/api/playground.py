@@ -2,8 +2,9 @@
 what the models make of it.
 
 The page is plain HTML, CSS and JavaScript in ``app/playground/`` (no build step), served by the
-service itself under ``/playground/``, and calls the public endpoints like any other client. Its
-Content-Security-Policy lets it load nothing from another origin, so it works air-gapped, and
+service itself: the page at ``/`` only (with its headers), its script and style sheet from
+``app/playground/assets/`` under ``/playground/``. It calls the public endpoints like any other
+client. Its Content-Security-Policy lets it load nothing from another origin, so it works air-gapped, and
 a mistake that would fetch from outside fails in the browser's console rather than leaking.
 None of it is in ``/openapi.json``, and none of it runs on the predict endpoints' path (its
 routes come after theirs). The page is read once, at import: a missing file stops start-up
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 PAGE_FOLDER = Path(__file__).resolve().parent.parent / "playground"
+ASSETS_FOLDER = PAGE_FOLDER / "assets"
 ASSETS_PATH = "/playground"
 ASSETS = ("app.js", "style.css")  # what index.html loads from ASSETS_PATH
 
@@ -42,10 +44,10 @@ def _index_html() -> bytes:
 
 def _assets() -> StaticFiles:
     """The page's script and style sheet (Starlette keeps every request inside the folder)."""
-    missing = [name for name in ASSETS if not (PAGE_FOLDER / name).is_file()]
+    missing = [name for name in ASSETS if not (ASSETS_FOLDER / name).is_file()]
     if missing:
-        raise RuntimeError(f"the playground has no {', '.join(missing)} in {PAGE_FOLDER}")
-    return StaticFiles(directory=PAGE_FOLDER)
+        raise RuntimeError(f"the playground has no {', '.join(missing)} in {ASSETS_FOLDER}")
+    return StaticFiles(directory=ASSETS_FOLDER)
 
 
 INDEX_HTML = _index_html()

@@ -67,6 +67,7 @@ FLOORS = {name: 0.97 for name in REFRAMINGS} | {
 SAMPLE = 1000
 
 
+@pytest.mark.slow  # 9,000 predictions: in make test, not in make test-fast
 def test_mnist_digits_reframed_as_people_frame_them(client: TestClient, mnist) -> None:
     (_, _), (x_test, y_test) = mnist
     accuracy = {}

@@ -77,6 +77,9 @@ def test_models_lists_both_with_signatures(client: TestClient) -> None:
     assert models["sentiment"]["inputs"]["reviews"] == {"dtype": "string", "shape": [None]}
     assert models["digits"]["outputs"]["probabilities"]["shape"] == [None, 10]
     assert models["digits"]["device"].endswith("CPU:0") or "GPU" in models["digits"]["device"]
+    # Paths relative to MODEL_DIR: the server's own folders are not the client's business.
+    for name, model in models.items():
+        assert model["path"] == f"{name}/{model['version']}", model["path"]
 
 
 def test_health_readiness_metrics_and_docs(client: TestClient) -> None:

@@ -83,4 +83,13 @@ def test_swagger_ui_asks_no_online_validator(client: TestClient) -> None:
 
 def test_the_page_s_files_are_checked_at_import() -> None:
     assert playground.INDEX_HTML.startswith(b"<!doctype html>")
-    assert all((playground.PAGE_FOLDER / name).is_file() for name in playground.ASSETS)
+    assert all((playground.ASSETS_FOLDER / name).is_file() for name in playground.ASSETS)
+
+
+def test_the_page_is_served_at_its_address_only_with_its_headers(client: TestClient) -> None:
+    """The page's policy comes with the page: no copy of it under the assets' path."""
+    page = client.get("/")
+    assert page.headers["content-security-policy"] == playground.CONTENT_SECURITY_POLICY
+    assert client.get(f"{playground.ASSETS_PATH}/index.html").status_code == 404
+    for name in playground.ASSETS:
+        assert client.get(f"{playground.ASSETS_PATH}/{name}").status_code == 200

@@ -9,6 +9,7 @@ reviews typed, files chosen through the page's own file input.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -176,6 +177,7 @@ def test_a_dropped_image_is_read(session_for, server: str) -> None:
 def test_a_file_that_is_not_an_image_gets_an_error_in_words(
     session_for, server: str, tmp_path: Path
 ) -> None:
+    """Told in the page, without a request the service would refuse (nor its console line)."""
     session = session_for(server)
     open_page(session)
     notes = tmp_path / "notes.txt"
@@ -184,11 +186,71 @@ def test_a_file_that_is_not_an_image_gets_an_error_in_words(
     error = session.page.get_by_role("alert").filter(has_text="notes.txt")
     error.wait_for()
     assert re.search(
-        r"refused this \(400 invalid_input\): notes\.txt: .*not an image", error.inner_text()
+        r"notes\.txt is not an image the service reads: choose a PNG", error.inner_text()
     )
     assert session.page.get_by_role("heading", name="Digits").is_visible()  # no blank page
+    assert not [r for r in session.requests if r.url.endswith("/v1/digits/predict")]
+    session.check()
+
+
+def test_the_service_s_refusal_of_a_broken_image_is_shown_in_words(
+    session_for, server: str, tmp_path: Path
+) -> None:
+    session = session_for(server)
+    open_page(session)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(png(draw(3, (28, 28), pen=3))[:40])  # a PNG's start, cut off
+    session.page.get_by_label("Upload an image of a digit").set_input_files(broken)
+    error = session.page.get_by_role("alert").filter(has_text="broken.png")
+    error.wait_for()
+    assert re.search(r"refused this \(400 invalid_input\): broken\.png: ", error.inner_text())
     # The only console error is Chromium's own line for the 400 response.
     session.check(allowed_console=("status of 400",))
+
+
+def test_an_answer_for_a_cleared_drawing_is_not_shown(session_for, server: str) -> None:
+    """Clear while the drawing's prediction is on its way: the late answer is dropped."""
+    session = session_for(server)
+    open_page(session)
+    held: list[object] = []
+    release = False
+
+    def hold(route) -> None:
+        if release:
+            route.continue_()
+        else:
+            held.append(route)
+
+    session.page.route("**/v1/digits/predict", hold)
+    draw_with_mouse(session, 7)
+    deadline = time.monotonic() + 20
+    while not held:  # the handler runs while playwright waits
+        assert time.monotonic() < deadline, "the drawing was never sent"
+        session.page.wait_for_timeout(20)
+    session.page.get_by_role("button", name="Clear").click()
+    release = True
+    for route in held:
+        route.continue_()
+    wait_idle(session, "digit-result")
+    result = session.page.get_by_test_id("digit-result")
+    assert "Nothing read yet" in result.inner_text()
+    assert result.get_attribute("data-digit") is None
+    session.check()
+
+
+def test_emptying_the_review_box_clears_the_verdict(session_for, server: str) -> None:
+    session = session_for(server)
+    open_page(session)
+    box = session.page.get_by_label("Review", exact=True)
+    box.fill(POSITIVE)
+    session.page.get_by_role("button", name="Predict sentiment").click()
+    wait_idle(session, "sentiment-result")
+    result = session.page.get_by_test_id("sentiment-result")
+    assert result.get_attribute("data-label") == "positive"
+    box.fill("")
+    assert "Nothing read yet" in result.inner_text()
+    assert result.get_attribute("data-label") is None
+    session.check()
 
 
 def test_the_page_works_from_the_keyboard(session_for, server: str) -> None:

@@ -176,6 +176,8 @@ pad.addEventListener("pointercancel", endStroke);
 
 document.getElementById("clear").addEventListener("click", () => {
   clearPad();
+  digitAgain = false;
+  digitSequence += 1; // an answer still on its way is for a drawing that is gone
   clearError(digitError);
   showDigitPlaceholder("Nothing read yet.");
 });
@@ -212,7 +214,7 @@ async function predictDrawing() {
   try {
     await predictDigit(await padImage(), "drawing.png", "the drawing");
   } catch (error) {
-    showError(digitError, error);
+    showError(digitError, error); // the pad could not be read: predictDigit shows the rest
   } finally {
     digitBusy = false;
     digitRequests -= 1;
@@ -231,17 +233,23 @@ function markDigitState() {
   digitResult.dataset.state = digitRequests > 0 || digitAgain ? "busy" : "idle";
 }
 
+// The result shows the latest drawing or upload: an answer to an earlier one (or to a drawing
+// cleared since) arrives to nothing.
+let digitSequence = 0;
+
 async function predictDigit(file, name, source) {
   const form = new FormData();
   form.append("file", file, name);
+  const sequence = ++digitSequence;
   digitRequests += 1;
   markDigitState();
   try {
     const body = await callApi("/v1/digits/predict", { method: "POST", body: form });
+    if (sequence !== digitSequence) return;
     clearError(digitError);
     showDigit(body.predictions[0], source, body);
   } catch (error) {
-    showError(digitError, error);
+    if (sequence === digitSequence) showError(digitError, error);
   } finally {
     digitRequests -= 1;
     markDigitState();
@@ -292,11 +300,43 @@ const drop = document.getElementById("drop");
 const preview = document.getElementById("upload-preview");
 let previewUrl = null;
 
-function predictUpload(file) {
+// The first bytes of the formats the service reads (docs/api.md): a file that starts otherwise
+// is refused here, in words, without a request the service would refuse anyway.
+const IMAGE_SIGNATURES = [
+  [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], // PNG
+  [0xff, 0xd8, 0xff], // JPEG
+  [0x47, 0x49, 0x46, 0x38], // GIF
+  [0x42, 0x4d], // BMP
+  [0x49, 0x49, 0x2a, 0x00], // TIFF, little-endian
+  [0x4d, 0x4d, 0x00, 0x2a], // TIFF, big-endian
+];
+
+async function looksLikeAnImage(file) {
+  const head = new Uint8Array(await file.slice(0, 12).arrayBuffer());
+  const starts = (signature) => signature.every((byte, index) => head[index] === byte);
+  const webp = starts([0x52, 0x49, 0x46, 0x46]) &&
+    String.fromCharCode(...head.slice(8, 12)) === "WEBP";
+  return webp || IMAGE_SIGNATURES.some(starts);
+}
+
+async function predictUpload(file) {
   if (!file) return;
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = null;
   preview.hidden = true;
+  let image;
+  try {
+    image = await looksLikeAnImage(file);
+  } catch (error) {
+    showError(digitError, `${file.name} could not be read (${error.message}).`);
+    return;
+  }
+  if (!image) {
+    digitSequence += 1; // the result above is no longer the latest
+    showDigitPlaceholder("Nothing read yet.");
+    showError(digitError, `${file.name} is not an image the service reads: choose a PNG, JPEG, BMP, GIF, TIFF or WebP file.`);
+    return;
+  }
   if (file.type.startsWith("image/")) {
     previewUrl = URL.createObjectURL(file);
     preview.src = previewUrl;
@@ -369,8 +409,21 @@ async function predictSentiment({ fromButton }) {
   }
 }
 
+function showSentimentPlaceholder() {
+  reviewSequence += 1; // an answer still on its way is for a text that is gone
+  sentimentVerdict.textContent = "Nothing read yet.";
+  sentimentMeter.hidden = true;
+  delete sentimentResult.dataset.label;
+  sentimentResult.dataset.state = "idle";
+  clearError(sentimentError);
+}
+
 review.addEventListener("input", () => {
   clearTimeout(typingTimer);
+  if (!review.value.trim()) {
+    showSentimentPlaceholder();
+    return;
+  }
   typingTimer = setTimeout(() => predictSentiment({ fromButton: false }), TYPING_PAUSE_MS);
 });
 
