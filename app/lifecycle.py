@@ -60,11 +60,12 @@ class Plan:
     unload: list[int]
 
 
-def plan_versions(aspired: set[int], states: Mapping[int, ModelState], on_disk: bool) -> Plan:
+def plan_versions(aspired: set[int], states: Mapping[int, ModelState], pending: bool) -> Plan:
     """Loads and unloads that move a model towards its ``aspired`` versions, keeping it served.
 
-    ``states``: the versions the service knows and their states; ``on_disk``: whether any
-    version folder of the model is there at all (still being written counts).
+    ``states``: the versions the service knows and their states; ``pending``: whether a version
+    the policy wants is on disk but not available yet (still being written, or failed to load):
+    while one is, the versions being served stay, even those whose folders are gone.
     """
     busy = {v for v, s in states.items() if s in (ModelState.LOADING, ModelState.AVAILABLE)}
     available = {v for v, s in states.items() if s is ModelState.AVAILABLE}
@@ -73,7 +74,7 @@ def plan_versions(aspired: set[int], states: Mapping[int, ModelState], on_disk: 
     surplus = available - aspired
     if load or (aspired & loading) or not surplus:
         return Plan(load, [])  # unload only once the replacements have settled
-    if aspired & available or not on_disk:
+    if aspired & available or not pending:
         return Plan([], sorted(surplus))
     return Plan([], [])  # nothing to replace them with yet: keep serving what there is
 
@@ -254,7 +255,17 @@ class Lifecycle:
                 candidates.add(version)  # still for a whole poll period
         aspired = self._aspired(model_root, candidates) if model_root is not None else set()
         states = {v: status.state for v, status in known.items()}
-        plan = plan_versions(aspired, states, on_disk=bool(present))
+        wanted = self._aspired(model_root, set(present)) if model_root is not None else set()
+        available = {v for v, state in states.items() if state is ModelState.AVAILABLE}
+        plan = plan_versions(aspired, states, pending=bool(wanted - available))
+        for version in sorted(available - set(present) - set(plan.unload)):
+            self._once.warning(
+                f"gone:{name}:{version}",
+                "model %s version %d: its folder is gone; it serves until version %s loads",
+                name,
+                version,
+                ", ".join(str(v) for v in sorted(wanted - available, reverse=True)),
+            )
         for version in plan.load:
             if (name, version) not in self._loads and (name, version) not in self._unloads:
                 self._start(self._loads, name, version, self._load(present[version], name))
@@ -290,6 +301,7 @@ class Lifecycle:
     async def _load(self, folder: VersionDir, name: str) -> None:
         version = folder.version
         key = f"load:{name}:{version}"
+        self._once.clear(key)  # a folder changed since it last failed: its failure is news
         self.server.set_status(
             name, VersionStatus(version, ModelState.LOADING, fingerprint=folder.fingerprint)
         )
@@ -347,6 +359,7 @@ class Lifecycle:
         entry = self.server.models.get(name)
         if entry is not None:
             entry.versions.pop(version, None)
+        metrics.version_state(name, version, None)  # as the status API: no state at all
 
     async def _unload(self, name: str, version: int) -> None:
         servable = self.server.withdraw(name, version)
@@ -360,6 +373,7 @@ class Lifecycle:
             self.server.set_status(name, VersionStatus(version, ModelState.END))
             metrics.version_state(name, version, ModelState.END)
         logger.info("model %s version %d unloaded", name, version)
+        self._once.clear(f"gone:{name}:{version}")
         del servable
         self._trim_ended(name)
         # What TensorFlow's objects hold in reference cycles goes now, not at some later pause.
@@ -373,6 +387,7 @@ class Lifecycle:
         ended = sorted(v for v, s in entry.versions.items() if s.state is ModelState.END)
         for version in ended[:-MAX_ENDED]:
             del entry.versions[version]
+            metrics.version_state(name, version, None)
 
     def _apply_labels(self, name: str) -> None:
         """Point each label at its version if that is available; else leave it where it was."""

@@ -75,8 +75,10 @@ POLLS = Counter("model_dir_polls_total", "Scans of MODEL_DIR by the version poll
 STATES = ("LOADING", "AVAILABLE", "UNLOADING", "END")
 
 
-def version_state(model: str, version: int, state: str) -> None:
-    """Set a version's state gauge: 1 for ``state``, 0 for the others."""
+def version_state(model: str, version: int, state: str | None) -> None:
+    """Set a version's state gauge: 1 for ``state``, 0 for the others (all 0 for None: a
+    version the service no longer knows; zeroed rather than removed, which multiprocess
+    mode cannot do)."""
     for name in STATES:
         VERSION_STATE.labels(model, str(version), name).set(1 if name == state else 0)
 

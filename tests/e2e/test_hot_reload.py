@@ -2,10 +2,13 @@
 
 A real server process polls a temporary MODEL_DIR every half second while clients keep
 sending to both models through all three protocols. The test publishes version 2 of sentiment
-(copy, then rename), then a broken version 3, removes version 1, then moves labels and
-publishes version 4. Every response must be a 2xx naming the version that served it; the
-switch must come within two polls of the publish (counted with the server's own poll counter,
-not a clock); and the status API must walk through LOADING, AVAILABLE, UNLOADING and END.
+(copy, then rename), then a broken version 3; rolls back by removing version 2's folder
+(version 1, still on disk, is loaded again before 2 leaves); then sets a label that keeps
+version 1 while version 4 comes, moves the label to 4, and removes version 1's folder. Every
+response must be a 2xx naming the version that served it; a new version must be loading
+within two polls of its publish and serving once its own load is over (counted with the
+server's own poll counter, not a clock); and the status API must walk through LOADING,
+AVAILABLE, UNLOADING and END.
 
 A second test copies a version in slowly, file by file, and checks it is never loaded while
 half-written.
@@ -14,6 +17,7 @@ half-written.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import shutil
 import threading
@@ -78,12 +82,14 @@ class Load:
         pixels = np.zeros((28, 28), dtype=np.float32)
         pixels[8:20, 13:15] = 255
         tensor = {"name": "reviews", "datatype": "BYTES", "shape": [1], "data": REVIEWS[:1]}
+        image = {"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "data": pixels.ravel().tolist()}  # fmt: skip
         requests = [
             ("native sentiment", lambda c: c.post("/v1/sentiment/predict", json={"reviews": REVIEWS[:1]})),
             ("native digits", lambda c: c.post("/v1/digits/predict", files={"file": ("d.png", _png(pixels), "image/png")})),
             ("tfs sentiment", lambda c: c.post("/v1/models/sentiment:predict", json={"instances": REVIEWS[:1]})),
             ("tfs digits", lambda c: c.post("/v1/models/digits:predict", json={"instances": [pixels.tolist()]})),
             ("oip sentiment", lambda c: c.post("/v2/models/sentiment/infer", json={"inputs": [tensor]})),
+            ("oip digits", lambda c: c.post("/v2/models/digits/infer", json={"inputs": [image]})),
         ]  # fmt: skip
         return requests
 
@@ -93,7 +99,9 @@ class Load:
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
             turn = index
             while not self.stop.is_set():
-                what, send = label if self.labels and turn % 3 == 0 else requests[turn % 5]
+                what, send = (
+                    label if self.labels and turn % 3 == 0 else requests[turn % len(requests)]
+                )
                 turn += 1
                 started = time.monotonic()
                 try:
@@ -160,6 +168,13 @@ class Observer:
         return walk
 
 
+def load_seconds(url: str) -> float:
+    """The time sentiment's loads took so far, warm-up included (the server's histogram)."""
+    metrics = httpx.get(f"{url}/metrics").text
+    found = re.search(r'^model_load_duration_seconds_sum\{model="sentiment"\} (\S+)', metrics, re.M)
+    return float(found[1]) if found else 0.0
+
+
 def sample(client: httpx.Client) -> Sample:
     at = time.monotonic()
     metrics = client.get("/metrics").text
@@ -211,15 +226,24 @@ def test_versions_change_under_load_and_no_request_fails(
         # has left, so that requests are still inside it when it is unloaded: UNLOADING lasts
         # until they are answered.
         fault_file.write_text("delay:0.3")
-        publish(model_dir, "sentiment", 2)
+        loaded_before = load_seconds(url)
         with httpx.Client(base_url=url) as client:
-            polls_at_publish = sample(client).polls
+            polls_at_publish = sample(client).polls  # read first: the bound can only be loose
+        publish(model_dir, "sentiment", 2)
         wait_until(lambda: observer.walk(1)[-1:] == ["END"], "version 1 to be unloaded")
         fault_file.write_text("")
         assert not load.errors, load.errors[:10]  # nothing failed during the swap
         loading = next(s for s in observer.samples if s.states.get(2) in ("LOADING", "AVAILABLE"))
         assert loading.polls <= polls_at_publish + 2, "not picked up within two polls"
-        switched = next(s.at for s in observer.samples if s.states.get(2) == "AVAILABLE")
+        available = next(s for s in observer.samples if s.states.get(2) == "AVAILABLE")
+        load_polls = math.ceil((load_seconds(url) - loaded_before) / POLL_S)
+        # Serving within two polls of the publish, plus the polls its own load lasted (and one
+        # for the sampling): nothing waits but the stand-still check and the load.
+        assert available.polls <= polls_at_publish + 2 + load_polls + 1, (
+            f"serving {available.polls - polls_at_publish} polls after the publish; "
+            f"its load took {load_polls}"
+        )
+        switched = available.at
         assert observer.walk(2) == ["LOADING", "AVAILABLE"]
         assert observer.walk(1) == ["AVAILABLE", "UNLOADING", "END"]
 
@@ -238,22 +262,36 @@ def test_versions_change_under_load_and_no_request_fails(
         # Two attempts (MODEL_LOAD_RETRIES=1), then none at the polls since.
         assert 'model_loads_total{model="sentiment",outcome="error"} 2.0' in metrics
 
-        # 3. Version 1's folder goes: it was unloaded already, nothing changes.
-        shutil.rmtree(model_dir / "sentiment" / "1")
+        # 3. Roll back: version 2's folder goes while it serves. Version 1's folder is still
+        # there (3 is broken), so 1 is loaded again, and only then is 2 unloaded.
+        rolled_back_at = time.monotonic()
+        shutil.rmtree(model_dir / "sentiment" / "2")
+        wait_until(lambda: observer.walk(2)[-1:] == ["END"], "version 2 to be unloaded")
+        assert observer.walk(2) == ["LOADING", "AVAILABLE", "UNLOADING", "END"]
+        assert observer.walk(1)[-2:] == ["LOADING", "AVAILABLE"]
+        back = next(
+            s.at
+            for s in observer.samples
+            if s.at > rolled_back_at and s.states.get(1) == "AVAILABLE"
+        )
+        assert not load.errors, load.errors[:10]
 
-        # 4. Labels: "stable" keeps version 2 loaded while version 4 comes, then moves to 4.
-        (model_dir / "sentiment" / "labels.json").write_text('{"stable": 2}')
-        wait_until(lambda: _label(url, "stable") == 2, "the stable label")
+        # 4. Labels: "stable" keeps version 1 loaded while version 4 comes, then moves to 4;
+        # then version 1's folder goes too.
+        (model_dir / "sentiment" / "labels.json").write_text('{"stable": 1}')
+        wait_until(lambda: _label(url, "stable") == 1, "the stable label")
         load.labels = True
         publish(model_dir, "sentiment", 4)
         wait_until(lambda: observer.samples[-1].states.get(4) == "AVAILABLE", "version 4")
-        assert observer.samples[-1].states[2] == "AVAILABLE"  # the label keeps it
-        assert _label(url, "stable") == 2
+        assert observer.samples[-1].states[1] == "AVAILABLE"  # the label keeps it
+        assert _label(url, "stable") == 1
         (model_dir / "sentiment" / "labels.json").write_text('{"stable": 4}')
-        wait_until(lambda: observer.walk(2)[-1:] == ["END"], "version 2 to be unloaded")
+        wait_until(lambda: observer.walk(1)[-1:] == ["END"], "version 1 to be unloaded")
         assert _label(url, "stable") == 4
+        shutil.rmtree(model_dir / "sentiment" / "1")
         responses_before_stop = len(load.responses)
         wait_until(lambda: len(load.responses) >= responses_before_stop + 50, "more answers")
+        assert observer.samples[-1].states[4] == "AVAILABLE"
     finally:
         load.stop.set()
         observer.stop.set()
@@ -264,15 +302,19 @@ def test_versions_change_under_load_and_no_request_fails(
     sentiment = [r for r in load.responses if "sentiment" in r.what and "label" not in r.what]
     digits = [r for r in load.responses if "digits" in r.what]
     assert {r.version for r in digits} == {1}
+    assert {"oip digits", "oip sentiment"} <= {r.what for r in load.responses}
     assert {r.version for r in sentiment} == {1, 2, 4}
-    # Once version 2 was seen available, no unversioned request that started later got 1.
-    assert all(r.version != 1 for r in sentiment if r.started > switched)
+    # Once a version was seen serving, no unversioned request that started later got the
+    # one it replaced: 2 after the publish, 1 again after the roll-back.
+    assert all(r.version != 1 for r in sentiment if switched < r.started < rolled_back_at)
+    assert all(r.version != 2 for r in sentiment if r.started > back)
     labelled = [r for r in load.responses if "label" in r.what]
     assert labelled
-    assert {r.version for r in labelled} <= {2, 4}
+    assert {r.version for r in labelled} <= {1, 4}
     print(
         f"\n{len(load.responses)} answers, 0 errors; version 2 loading "
-        f"{loading.polls - polls_at_publish} poll(s) after the publish; "
+        f"{loading.polls - polls_at_publish} poll(s) after the publish and serving "
+        f"{available.polls - polls_at_publish} poll(s) after it (its load: {load_polls}); "
         f"{len(observer.samples)} status samples"
     )
 

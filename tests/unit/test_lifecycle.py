@@ -157,6 +157,13 @@ async def test_a_broken_version_ends_with_its_error_and_the_old_one_serves(
     assert served(server, ModelRef("sentiment")) == 1
     given_up = [r for r in caplog.records if "cannot be loaded" in r.getMessage()]
     assert len(given_up) == 1  # logged once, not at every poll
+    # Broken again, differently: tried again once it stands still, and that failure is logged.
+    (target / "saved_model.pb").write_bytes(b"still not a SavedModel, but another file")
+    with caplog.at_level(logging.ERROR, logger="app.lifecycle"):
+        await poll(lifecycle, 3)
+    given_up = [r for r in caplog.records if "cannot be loaded" in r.getMessage()]
+    assert failed_loads() - attempts_before == 2
+    assert len(given_up) == 2
     # Fixed in place: its folder changed, so it is tried again once it stands still.
     shutil.rmtree(target)
     publish(model_dir, "sentiment", 2)
@@ -182,6 +189,58 @@ async def test_a_removed_version_is_unloaded_but_never_the_last_while_another_co
     finally:
         await lifecycle.stop()
         await server.stop()
+
+
+async def test_a_removed_version_the_policy_no_longer_serves_is_unloaded(
+    model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """specific:1 and version 1's folder goes: version 2 on disk is no replacement (the policy
+    does not want it), so 1 is unloaded, as TF Serving does; the model is then unavailable."""
+    publish(model_dir, "sentiment", 2)
+    lifecycle, server = await started(model_dir, model_version_policy="specific:1")
+    try:
+        assert states(server) == {1: "AVAILABLE"}
+        shutil.rmtree(model_dir / "sentiment" / "1")
+        with caplog.at_level(logging.WARNING, logger="app.lifecycle"):
+            await poll(lifecycle, 2)
+        assert states(server) == {1: "END"}
+        assert not [r for r in caplog.records if "its folder is gone" in r.getMessage()]
+    finally:
+        await lifecycle.stop()
+        await server.stop()
+
+
+async def test_a_version_kept_without_its_folder_is_logged_once(
+    running: tuple[Lifecycle, ModelServer], model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lifecycle, server = running
+    (model_dir / "sentiment" / "2").mkdir()  # still being copied
+    shutil.rmtree(model_dir / "sentiment" / "1")
+    with caplog.at_level(logging.WARNING, logger="app.lifecycle"):
+        await poll(lifecycle, 3)
+    assert served(server, ModelRef("sentiment")) == 1
+    gone = [r.getMessage() for r in caplog.records if "its folder is gone" in r.getMessage()]
+    assert gone == ["model sentiment version 1: its folder is gone; it serves until version 2 loads"]
+
+
+async def test_a_version_changed_while_loading_leaves_no_state_behind(
+    running: tuple[Lifecycle, ModelServer], model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load is thrown away: the status API forgets the version, and so does the metric."""
+    lifecycle, server = running
+    target = publish(model_dir, "sentiment", 2)
+    load = lifecycle._load_model
+
+    def load_while_written_to(folder, name):  # type: ignore[no-untyped-def]
+        (target / "late-file").write_text("the copy was not over")
+        return load(folder, name)
+
+    monkeypatch.setattr(lifecycle, "_load_model", load_while_written_to)
+    await poll(lifecycle, 2)
+    assert states(server) == {1: "AVAILABLE"}
+    for state in ("LOADING", "AVAILABLE", "UNLOADING", "END"):
+        labels = {"model": "sentiment", "version": "2", "state": state}
+        assert REGISTRY.get_sample_value("model_version_state", labels) == 0.0, state
 
 
 async def test_labels_follow_their_file_and_point_only_at_available_versions(

@@ -17,14 +17,14 @@ A, L, U, E = ModelState.AVAILABLE, ModelState.LOADING, ModelState.UNLOADING, Mod
 
 
 @pytest.mark.parametrize(
-    ("aspired", "known", "on_disk", "load", "unload"),
+    ("aspired", "known", "pending", "load", "unload"),
     [
         ({2}, {1: A}, True, [2], []),  # load the new one first, keep the old meanwhile
         ({2}, {1: A, 2: L}, True, [], []),  # still loading: keep the old
         ({2}, {1: A, 2: A}, True, [], [1]),  # replaced: unload the old
         ({2, 1}, {1: A, 2: A}, True, [], []),  # latest:2 or a label keeps both
         (set(), {1: A}, True, [], []),  # the new one failed or is still being written
-        (set(), {1: A}, False, [], [1]),  # the model's folder is empty: unload
+        (set(), {1: A}, False, [], [1]),  # nothing the policy wants is on disk: unload
         ({3, 2}, {1: A, 2: A}, True, [3], []),  # two at once: nothing leaves before 3 settles
         ({1}, {1: U, 2: A}, True, [1], []),  # rollback while 1 drains: reload it
         ({2}, {1: A, 2: E}, True, [2], []),  # ended (unloaded earlier) and aspired again
@@ -33,11 +33,11 @@ A, L, U, E = ModelState.AVAILABLE, ModelState.LOADING, ModelState.UNLOADING, Mod
 def test_plan_preserves_availability(
     aspired: set[int],
     known: dict[int, ModelState],
-    on_disk: bool,
+    pending: bool,
     load: list[int],
     unload: list[int],
 ) -> None:
-    plan = plan_versions(aspired, known, on_disk)
+    plan = plan_versions(aspired, known, pending)
     assert (plan.load, plan.unload) == (load, unload)
 
 
