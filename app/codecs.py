@@ -1,4 +1,5 @@
-"""What the protocols' codecs share: base64 text, and image files decoded as uploads are.
+"""What the protocols' codecs share: base64 text, image files decoded as uploads are, and
+the size of JSON body that is parsed on the event loop.
 
 An image file reaches a model the same way whichever protocol carried it (a multipart upload,
 TF Serving's ``{"b64": ...}``, an OIP ``BYTES`` element): :func:`app.inputs.decode_digit`, on
@@ -16,6 +17,10 @@ import numpy as np
 from app.errors import InvalidInput, PayloadTooLarge, ServiceError
 from app.inputs import ImageError, decode_digit, decodes_quickly
 from app.offload import off_loop
+
+# JSON bodies this small are parsed on the event loop (cheaper than a hand-off to a thread);
+# larger ones on the decoding threads, under the request's deadline.
+INLINE_PARSE_BYTES = 64 * 1024
 
 
 def b64decode(text: str, where: str, problem: str = "is not valid base64") -> bytes:

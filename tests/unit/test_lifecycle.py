@@ -220,7 +220,9 @@ async def test_a_version_kept_without_its_folder_is_logged_once(
         await poll(lifecycle, 3)
     assert served(server, ModelRef("sentiment")) == 1
     gone = [r.getMessage() for r in caplog.records if "its folder is gone" in r.getMessage()]
-    assert gone == ["model sentiment version 1: its folder is gone; it serves until version 2 loads"]
+    assert gone == [
+        "model sentiment version 1: its folder is gone; it serves until version 2 loads"
+    ]
 
 
 async def test_a_version_changed_while_loading_leaves_no_state_behind(

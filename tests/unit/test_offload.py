@@ -9,12 +9,19 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import orjson
 import pytest
 
 from app import offload
 from app.batching import DeadlineExceededError
+from app.codecs import INLINE_PARSE_BYTES
+from app.config import Settings
 from app.inputs import DECODE_THREADS
+from app.model import LoadedModel
 from app.offload import DEADLINE, off_loop
+from app.protocols.oip import codec as oip_codec
+from app.protocols.tfserving import codec as tfs_codec
+from tests.conftest import MODELS
 from tests.support.waiting import until
 
 
@@ -78,3 +85,45 @@ async def test_a_decode_past_its_deadline_keeps_its_slot_until_it_ends() -> None
     decode.release.set()
     await until(lambda: free_slots() == DECODE_THREADS, "every slot free again")
     assert decode.finished == 1
+
+
+# ---- which bodies the protocols parse off the loop ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sentiment() -> LoadedModel:
+    return LoadedModel("sentiment", 1, MODELS / "sentiment" / "1", "/CPU:0")
+
+
+def _parsed_on(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
+    """The threads ``module.name`` runs on, from now on."""
+    threads: list[int] = []
+    original = getattr(module, name)
+
+    def recorded(*args: object, **kwargs: object) -> object:
+        threads.append(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, recorded)
+    return threads
+
+
+@pytest.mark.parametrize("reviews", [1, 2_000])
+async def test_oip_and_tf_serving_parse_large_json_bodies_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch, sentiment: LoadedModel, reviews: int
+) -> None:
+    settings = Settings(max_instances=reviews)
+    texts = ["A wonderful film with a moving story."] * reviews
+    tensor = {"name": "reviews", "datatype": "BYTES", "shape": [reviews], "data": texts}
+    oip = orjson.dumps({"inputs": [tensor]})
+    tfs = orjson.dumps({"instances": texts})
+    large = len(oip) > INLINE_PARSE_BYTES
+    assert large == (len(tfs) > INLINE_PARSE_BYTES) == (reviews > 1)
+    oip_threads = _parsed_on(monkeypatch, oip_codec, "_parse")
+    tfs_threads = _parsed_on(monkeypatch, tfs_codec, "parse_predict_request")
+    request = await oip_codec.decode_infer(oip, None, sentiment, settings)
+    predict = await tfs_codec.decode_predict(tfs, sentiment, settings)
+    assert request.inputs.shape == predict.inputs.shape == (reviews,)
+    loop_thread = threading.get_ident()
+    assert [t != loop_thread for t in oip_threads] == [large]
+    assert [t != loop_thread for t in tfs_threads] == [large]

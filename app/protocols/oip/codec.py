@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.codecs import b64decode, decode_image_file
+from app.codecs import INLINE_PARSE_BYTES, b64decode, decode_image_file
 from app.config import Settings
 from app.errors import InvalidInput
 from app.model import LoadedModel, TensorInfo
+from app.offload import off_loop
 from app.serving import Prediction
 
 BINARY_HEADER = "inference-header-content-length"
@@ -115,8 +116,32 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
 async def decode_infer(
     body: bytes, header_length: str | None, model: LoadedModel, settings: Settings
 ) -> InferRequest:
-    """An infer request -> the model's input batch; InvalidInput (400) saying what is wrong."""
+    """An infer request -> the model's input batch; InvalidInput (400) saying what is wrong.
+
+    A JSON part over ``INLINE_PARSE_BYTES`` is parsed, and its numbers converted, off the event
+    loop (:func:`app.offload.off_loop`), as TF Serving's bodies are; image files are decoded as
+    uploads are, off the loop unless small.
+    """
     head, binary = split_body(body, header_length)
+    if len(head) > INLINE_PARSE_BYTES:
+        parsed = await off_loop(_parse, head, binary, model, settings)
+    else:
+        parsed = _parse(head, binary, model, settings)
+    if isinstance(parsed, InferRequest):
+        return parsed
+    tensor, request_id, outputs = parsed
+    files = _elements(tensor)
+    images = [
+        await _image(item, settings, f"{tensor.where}[{i}]", binary=tensor.data is None)
+        for i, item in enumerate(files)
+    ]
+    return InferRequest(np.stack(images).astype(model.input.dtype), request_id, outputs)
+
+
+def _parse(
+    head: bytes, binary: bytes, model: LoadedModel, settings: Settings
+) -> InferRequest | tuple[_Tensor, str | None, tuple[RequestedOutput, ...]]:
+    """The request, or, when its input is image files, the tensor of files still to decode."""
     try:
         payload = orjson.loads(head)
     except orjson.JSONDecodeError as exc:
@@ -139,10 +164,12 @@ async def decode_infer(
             f"model {model.name!r} takes one input, {spec.name!r} "
             f"({datatype_of(spec.dtype)} {shape_of(spec)}); the request has {names}"
         )
-    batch = await _to_batch(tensors[0], spec, settings)
     outputs = _requested_outputs(
         payload.get("outputs"), model, bool(parameters.get("binary_data_output", False))
     )
+    batch = _to_batch(tensors[0], spec, settings)
+    if batch is None:
+        return tensors[0], request_id, outputs
     return InferRequest(batch, request_id, outputs)
 
 
@@ -223,8 +250,9 @@ def _claim_binary(tensors: list[_Tensor], binary: bytes) -> None:
         )
 
 
-async def _to_batch(tensor: _Tensor, spec: TensorInfo, settings: Settings) -> np.ndarray:
-    """The request's tensor as the model's input batch."""
+def _to_batch(tensor: _Tensor, spec: TensorInfo, settings: Settings) -> np.ndarray | None:
+    """The request's tensor as the model's input batch; None for image files, which the
+    caller decodes."""
     shape = _fit_shape(tensor, spec)
     size = shape[0]
     if size == 0:
@@ -250,12 +278,7 @@ async def _to_batch(tensor: _Tensor, spec: TensorInfo, settings: Settings) -> np
             raise InvalidInput(
                 f"{tensor.where} must be numeric ({datatype_of(spec.dtype)}), not BYTES"
             )
-        files = _elements(tensor)
-        images = [
-            await _image(item, settings, f"{tensor.where}[{i}]", binary=tensor.data is None)
-            for i, item in enumerate(files)
-        ]
-        return np.stack(images).astype(spec.dtype)
+        return None
     values = _numbers(tensor)
     return _convert(values.reshape(shape), spec, tensor.where, image)
 

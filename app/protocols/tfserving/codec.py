@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.codecs import b64decode, image_error
+from app.codecs import INLINE_PARSE_BYTES, b64decode, image_error
 from app.config import Settings
 from app.errors import InvalidInput, NotFound
 from app.inputs import ImageError, decode_digit, decodes_quickly
@@ -47,8 +47,6 @@ from app.offload import off_loop
 from app.serving import Prediction
 
 PIXEL_MAX = 255.0
-# Bodies this small are parsed on the event loop, unless they hold an image slow to decode.
-INLINE_PARSE_BYTES = 64 * 1024
 
 
 # ---- Predict requests --------------------------------------------------------------------------
