@@ -174,21 +174,25 @@ def test_a_dropped_image_is_read(session_for, server: str) -> None:
     session.check()
 
 
+def upload_refused(session: Session, file: Path) -> str:
+    """Choose ``file`` in the page's upload box; the error the page shows for it, in words."""
+    open_page(session)
+    session.page.get_by_label("Upload an image of a digit").set_input_files(file)
+    error = session.page.get_by_role("alert").filter(has_text=file.name)
+    error.wait_for()
+    assert session.page.get_by_role("heading", name="Digits").is_visible()  # no blank page
+    return str(error.inner_text())
+
+
 def test_a_file_that_is_not_an_image_gets_an_error_in_words(
     session_for, server: str, tmp_path: Path
 ) -> None:
     """Told in the page, without a request the service would refuse (nor its console line)."""
     session = session_for(server)
-    open_page(session)
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture of anything\n")
-    session.page.get_by_label("Upload an image of a digit").set_input_files(notes)
-    error = session.page.get_by_role("alert").filter(has_text="notes.txt")
-    error.wait_for()
-    assert re.search(
-        r"notes\.txt is not an image the service reads: choose a PNG", error.inner_text()
-    )
-    assert session.page.get_by_role("heading", name="Digits").is_visible()  # no blank page
+    message = upload_refused(session, notes)
+    assert re.search(r"notes\.txt is not an image the service reads: choose a PNG", message)
     assert not [r for r in session.requests if r.url.endswith("/v1/digits/predict")]
     session.check()
 
@@ -197,13 +201,10 @@ def test_the_service_s_refusal_of_a_broken_image_is_shown_in_words(
     session_for, server: str, tmp_path: Path
 ) -> None:
     session = session_for(server)
-    open_page(session)
     broken = tmp_path / "broken.png"
     broken.write_bytes(png(draw(3, (28, 28), pen=3))[:40])  # a PNG's start, cut off
-    session.page.get_by_label("Upload an image of a digit").set_input_files(broken)
-    error = session.page.get_by_role("alert").filter(has_text="broken.png")
-    error.wait_for()
-    assert re.search(r"refused this \(400 invalid_input\): broken\.png: ", error.inner_text())
+    message = upload_refused(session, broken)
+    assert re.search(r"refused this \(400 invalid_input\): broken\.png: ", message)
     # The only console error is Chromium's own line for the 400 response.
     session.check(allowed_console=("status of 400",))
 

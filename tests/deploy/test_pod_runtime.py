@@ -41,14 +41,24 @@ from k8s_manifests import DEPLOY, ROOT, container_files, environment, quantity, 
 from tests.support.server import free_port
 
 # Inside the new mount namespace: everything read-only but /proc, /sys and /dev, a fresh
-# tmpfs on /tmp, a check that it worked, then the server without capabilities.
+# tmpfs on /tmp, a check that it worked, then the server without capabilities. The folders of
+# KEEP (the checkout, the interpreter) that lie under /tmp, as in a CI clone there, are bound
+# back, read-only, from the old /tmp (still open as file descriptor 3) over the new one;
+# --no-canonicalize, or mount would resolve the path through the new /tmp.
 SANDBOX = r"""
 set -eu
 mount --make-rprivate /
 for target in $(awk '{print $5}' /proc/self/mountinfo | grep -Ev '^/(proc|sys|dev)(/|$)' | sort -u); do
     mount -o remount,bind,ro "$target" 2>/dev/null || true
 done
+exec 3</tmp
 mount -t tmpfs -o "size=$TMP_SIZE,mode=1777" tmpfs /tmp
+for kept in $KEEP; do
+    mkdir -p "$kept"
+    mount --no-canonicalize --bind "/proc/self/fd/3/${kept#/tmp/}" "$kept"
+    mount -o remount,bind,ro "$kept"
+done
+exec 3<&-
 for path in / "$PWD" "$MODEL_DIR" "${HOME:-/}"; do
     if touch "$path/.k8s-pod-write-check" 2>/dev/null; then
         echo "sandbox: $path is writable" >&2
@@ -57,6 +67,14 @@ for path in / "$PWD" "$MODEL_DIR" "${HOME:-/}"; do
 done
 exec setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
 """
+
+
+def _under_tmp(paths: list[Path]) -> list[str]:
+    """The folders among ``paths`` that a tmpfs on /tmp would hide, none inside another."""
+    tmp = Path("/tmp").resolve()
+    hidden = sorted({p.resolve() for p in paths if p.resolve().is_relative_to(tmp)})
+    kept = [p for p in hidden if not any(p != q and p.is_relative_to(q) for q in hidden)]
+    return [str(Path("/tmp") / p.relative_to(tmp)) for p in kept]
 
 
 def _sandbox_or_skip() -> None:
@@ -123,6 +141,7 @@ def pod(
         env["WORKERS"] = str(math.ceil(quantity(container["resources"]["limits"]["cpu"])))
     (tmp_volume,) = [v for v in manifest["pod"]["volumes"] if v["name"] == "tmp"]
     env["TMP_SIZE"] = str(int(quantity(tmp_volume["emptyDir"]["sizeLimit"])))
+    env["KEEP"] = " ".join(_under_tmp([ROOT, Path(sys.prefix), Path(sys.base_prefix)]))
     log_path = tmp_path_factory.mktemp("pod") / "server.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
