@@ -42,8 +42,10 @@ train: $(VENV)/.installed  ## retrain both models into models/<name>/<next versi
 	$(BIN)/python -m training.sentiment
 	$(BIN)/python -m training.digits
 
-bench: $(VENV)/.installed  ## batched vs unbatched at concurrency 1/16/64 (~7 min): bench/results.json, bench/throughput_latency.png
+bench: $(VENV)/.installed  ## batched vs unbatched, protocols, swaps (~11 min); then one worker vs WORKERS=auto (~5 min)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench --configs batched,batched-auto --protocols '' --no-reload \
+		--output bench/results-auto.json --plot bench/throughput_latency-auto.png
 	$(BIN)/python -m bench.capacity --update-docs
 
 soak: $(VENV)/.installed
