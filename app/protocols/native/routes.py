@@ -28,12 +28,13 @@ router = APIRouter(prefix="/v1", route_class=RequestRoute)
 
 SENTIMENT = ModelRef("sentiment")
 DIGITS = ModelRef("digits")
+PREDICT_ERRORS = error_responses(ErrorResponse, 400, 401, 404, 413, 415, 422, 503, 504, 500)
 
 
 @router.post(
     "/sentiment/predict",
     response_model=SentimentResponse,
-    responses=error_responses(ErrorResponse, 400, 401, 404, 413, 415, 422, 503, 504, 500),
+    responses=PREDICT_ERRORS,
     openapi_extra={"requestBody": SENTIMENT_REQUEST_BODY},
     summary="Sentiment of movie reviews",
 )
@@ -54,7 +55,7 @@ async def predict_sentiment(request: Request) -> FastJSONResponse:
 @router.post(
     "/digits/predict",
     response_model=DigitsResponse,
-    responses=error_responses(ErrorResponse, 400, 401, 404, 413, 415, 422, 503, 504, 500),
+    responses=PREDICT_ERRORS,
     openapi_extra={"requestBody": DIGITS_REQUEST_BODY},
     summary="Digits in uploaded images",
 )
