@@ -40,6 +40,7 @@ SWAP_WAIT_S = 90  # loading a version on a loaded 2-core machine can take a whil
 SENTIMENT = MODELS / "sentiment" / "1"
 DIGITS = MODELS / "digits" / "1"
 CLIENTS = 8
+CLIENT_TIMEOUT_S = 2 * SWAP_WAIT_S  # longer than any wait below, so held requests never give up
 
 
 def wait_until(condition: Callable[[], object], what: str) -> None:
@@ -96,7 +97,7 @@ class Load:
     async def _client(self, index: int) -> None:
         requests = self.requests()
         label = ("tfs label", lambda c: c.post("/v1/models/sentiment/labels/stable:predict", json={"instances": REVIEWS[:1]}))  # fmt: skip
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=CLIENT_TIMEOUT_S) as client:
             turn = index
             while not self.stop.is_set():
                 what, send = (
@@ -203,6 +204,8 @@ def served(model_dir: Path, tmp_path: Path) -> Iterator[tuple[str, object, Path]
             "MODEL_POLL_S": str(POLL_S),
             "MODEL_LOAD_RETRIES": "1",
             "FAULT_FILE": str(fault_file),
+            # Held calls wait for a version's whole load: no deadline may end them first.
+            "REQUEST_TIMEOUT_S": str(CLIENT_TIMEOUT_S),
         },
         target="tests.support.faulty_app:app",
     )
@@ -222,16 +225,17 @@ def test_versions_change_under_load_and_no_request_fails(
     try:
         wait_until(lambda: len(load.responses) >= 50, "the clients to get going")
 
-        # 1. Version 2. Model calls are slowed down (the test-only fault switch) until version 1
-        # has left, so that requests are still inside it when it is unloaded: UNLOADING lasts
-        # until they are answered.
-        fault_file.write_text("delay:0.3")
+        # 1. Version 2. Sentiment's model calls are held (the test-only fault switch; warm-up
+        # calls are not), so requests are inside version 1 when it is unloaded: it stays
+        # UNLOADING until they are let go and answered.
+        fault_file.write_text("block:sentiment")
         loaded_before = load_seconds(url)
         with httpx.Client(base_url=url) as client:
             polls_at_publish = sample(client).polls  # read first: the bound can only be loose
         publish(model_dir, "sentiment", 2)
-        wait_until(lambda: observer.walk(1)[-1:] == ["END"], "version 1 to be unloaded")
+        wait_until(lambda: observer.walk(1)[-1:] == ["UNLOADING"], "version 1 to be unloading")
         fault_file.write_text("")
+        wait_until(lambda: observer.walk(1)[-1:] == ["END"], "version 1 to be unloaded")
         assert not load.errors, load.errors[:10]  # nothing failed during the swap
         loading = next(s for s in observer.samples if s.states.get(2) in ("LOADING", "AVAILABLE"))
         assert loading.polls <= polls_at_publish + 2, "not picked up within two polls"
@@ -263,9 +267,13 @@ def test_versions_change_under_load_and_no_request_fails(
         assert 'model_loads_total{model="sentiment",outcome="error"} 2.0' in metrics
 
         # 3. Roll back: version 2's folder goes while it serves. Version 1's folder is still
-        # there (3 is broken), so 1 is loaded again, and only then is 2 unloaded.
+        # there (3 is broken), so 1 is loaded again, and only then is 2 unloaded; held calls
+        # keep 2 UNLOADING until they are let go, as in step 1.
+        fault_file.write_text("block:sentiment")
         rolled_back_at = time.monotonic()
         shutil.rmtree(model_dir / "sentiment" / "2")
+        wait_until(lambda: observer.walk(2)[-1:] == ["UNLOADING"], "version 2 to be unloading")
+        fault_file.write_text("")
         wait_until(lambda: observer.walk(2)[-1:] == ["END"], "version 2 to be unloaded")
         assert observer.walk(2) == ["LOADING", "AVAILABLE", "UNLOADING", "END"]
         assert observer.walk(1)[-2:] == ["LOADING", "AVAILABLE"]
