@@ -11,13 +11,24 @@ Adaptive, not a fixed timer: an idle worker runs a lone request at once, and wha
 while the calls run goes together in the next call. So batches grow with load by themselves;
 ``max_batch_delay_s`` optionally waits a little longer for a fuller batch.
 
-This module knows asyncio, NumPy and a callable ``inputs -> outputs`` (first axis = instances);
-nothing of HTTP or TensorFlow, so its tests can drive it with a fake model.
+This module knows asyncio, NumPy and a callable ``inputs -> outputs``: inputs and outputs are
+an array, or a dict of named arrays (a signature's tensors), first axis = instances; nothing of
+HTTP or TensorFlow, so its tests can drive it with a fake model.
+
+Which requests share a call: only those whose arrays agree beyond the first axis (their
+``key``); a request of other shapes waits for a call of its own kind, the order otherwise kept.
+With ``batched=False`` (a signature without a batch axis, a stateful model) every request is
+one call, its arrays passed and returned whole. ``allowed_batch_sizes`` pads each batch up to
+the next allowed size (repeating its last instance) and drops the padding's outputs, so that
+a model traced per batch size sees only those sizes. When a merged call raises
+:class:`ModelInputError` (the model refused its inputs), each request of the batch is called
+alone, so that only the request that sent the bad input gets its error (a 400), and the others
+their answers.
 
 Invariants (what the rest relies on):
 
 * **Every request gets exactly one answer**: its outputs, or a :class:`BatcherError`
-  (deadline, overload, model failure, shutdown). A future is resolved only on the event loop,
+  (deadline, overload, rejected input, model failure, shutdown). A future is resolved only on the event loop,
   and only if it is not done yet, so a deadline and a late model result cannot both land.
 * **Permits.** ``_calls`` holds ``max_concurrent_batches`` permits. The worker takes one
   *before* it takes a batch off the queue (so a batch never waits on the queue side for a free
@@ -46,13 +57,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-PredictFn = Callable[[np.ndarray], np.ndarray]
+# A batch: one array, or a signature's named arrays; the first axis is the instances.
+Tensors = np.ndarray | dict[str, np.ndarray]
+PredictFn = Callable[[Any], Any]
+
+
+class ModelInputError(Exception):
+    """Raised by a model callable when the model refuses its inputs (TensorFlow's
+    InvalidArgument): the request that sent them gets a 400, not the whole batch a 500."""
 
 
 class BatcherError(Exception):
@@ -69,6 +87,10 @@ class RequestTooLargeError(BatcherError):
 
 class DeadlineExceededError(BatcherError):
     """The request was not answered before its deadline."""
+
+
+class InputRejectedError(BatcherError):
+    """The model refused this request's inputs (alone, not merged with others)."""
 
 
 class BatchFailedError(BatcherError):
@@ -99,23 +121,23 @@ class _NullObserver:
 class _Pending:
     """One request's share of a batch: its inputs and the future its caller awaits.
 
-    ``taken``: out of the queue's count, never to be batched (see the module's invariants).
+    ``size``: its instances (1 when unbatched); ``key``: its shapes beyond the first axis, equal
+    for requests that may share a call. ``taken``: out of the queue's count, never to be
+    batched (see the module's invariants).
     """
 
-    inputs: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    inputs: Tensors
+    size: int
+    key: object
+    future: asyncio.Future[Tensors]
     taken: bool = field(default=False)
-
-    @property
-    def size(self) -> int:
-        return len(self.inputs)
 
 
 _Work = tuple[asyncio.AbstractEventLoop, list[_Pending]]  # a batch for a model thread
 
 
 class MicroBatcher:
-    """Queue, worker, model threads and futures for one model."""
+    """Queue, worker, model threads and futures for one model signature."""
 
     def __init__(
         self,
@@ -127,6 +149,8 @@ class MicroBatcher:
         max_concurrent_batches: int = 1,
         max_queue_size: int = 1024,
         timeout_s: float = 10.0,
+        batched: bool = True,
+        allowed_batch_sizes: tuple[int, ...] = (),
         observer: BatchObserver | None = None,
     ) -> None:
         self.name = name
@@ -135,11 +159,13 @@ class MicroBatcher:
         self.max_concurrent_batches = max_concurrent_batches
         self.max_queue_size = max_queue_size
         self.timeout_s = timeout_s
+        self.batched = batched
+        self.allowed_batch_sizes = allowed_batch_sizes
         self._predict = predict
         self._observer = observer or _NullObserver()
         self._queue: deque[_Pending] = deque()
         self._queued = 0  # instances waiting, the unit of max_queue_size
-        self._withdrawn = 0  # entries still in the deque whose requests stopped waiting
+        self._withdrawn = 0  # entries still in the deque that will never be batched
         self._wakeup = asyncio.Event()
         self._closing = False
         self._worker: asyncio.Task[None] | None = None
@@ -183,17 +209,18 @@ class MicroBatcher:
 
     # ---- the caller's side -------------------------------------------------------------
 
-    async def predict(self, inputs: np.ndarray, deadline: float | None = None) -> np.ndarray:
-        """Queue ``inputs`` (first axis = instances) and return the model's outputs for them.
+    async def predict(self, inputs: Any, deadline: float | None = None) -> Any:
+        """Queue ``inputs`` (an array or a dict of arrays, first axis = instances) and return
+        the model's outputs for them, of the same kind.
 
         ``deadline`` is in the event loop's clock (``loop.time()``); by default ``timeout_s``
-        from now. A request larger than ``max_batch_size`` is split into several queue entries;
-        smaller ones stay whole. Raises a :class:`BatcherError` for overload, deadline or model
-        failure.
+        from now. A batched request larger than ``max_batch_size`` is split into several queue
+        entries; smaller ones stay whole. Raises a :class:`BatcherError` for overload,
+        deadline, rejected input or model failure.
         """
-        size = len(inputs)
         if self._closing:
             raise BatcherClosedError(f"model {self.name!r} is shutting down")
+        size = _instances(inputs) if self.batched else 1
         if size > self.max_queue_size:
             raise RequestTooLargeError(
                 f"{size} instances can never fit the queue of model {self.name!r} "
@@ -209,10 +236,21 @@ class MicroBatcher:
         if deadline is None:
             deadline = loop.time() + self.timeout_s
         step = self.max_batch_size
-        pending = [
-            _Pending(inputs[start : start + step], loop.create_future())
-            for start in range(0, size, step)
-        ]
+        if not self.batched:
+            pending = [_Pending(inputs, 1, None, loop.create_future())]
+        elif size <= step:
+            pending = [_Pending(inputs, size, _key(inputs), loop.create_future())]
+        else:
+            key = _key(inputs)
+            pending = [
+                _Pending(
+                    _slice(inputs, start, start + step),
+                    min(step, size - start),
+                    key,
+                    loop.create_future(),
+                )
+                for start in range(0, size, step)
+            ]
         self._queue.extend(pending)
         self._queued += size
         self._observer.queue_depth(self._queued)
@@ -224,7 +262,7 @@ class MicroBatcher:
             if len(pending) == 1:
                 return await pending[0].future
             parts = await asyncio.gather(*(p.future for p in pending))
-            return np.concatenate(parts)
+            return _concatenate(parts)
         finally:
             # Deadline passed or the client went away: whatever is still queued never
             # reaches the model, and gives its room in the queue back at once.
@@ -249,10 +287,13 @@ class MicroBatcher:
                 self._withdrawn += 1
                 withdrawn = True
         if withdrawn:  # the usual case, an answered request, leaves the depth as it was
-            if self._withdrawn > 64 and self._withdrawn > len(self._queue) // 2:
-                self._queue = deque(p for p in self._queue if not p.taken)
-                self._withdrawn = 0
+            self._compact()
             self._observer.queue_depth(self._queued)
+
+    def _compact(self) -> None:
+        if self._withdrawn > 64 and self._withdrawn > len(self._queue) // 2:
+            self._queue = deque(p for p in self._queue if not p.taken)
+            self._withdrawn = 0
 
     # ---- the worker's side -------------------------------------------------------------
 
@@ -271,34 +312,56 @@ class MicroBatcher:
             await self._calls.acquire()
 
     async def _next_batch(self) -> list[_Pending] | None:
-        """Wait for work, then take up to ``max_batch_size`` instances; None once closed."""
+        """Wait for work, then take up to ``max_batch_size`` instances of the oldest request's
+        kind; None once closed."""
         while not self._queue:
             if self._closing:
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
 
-        if self.max_batch_delay_s > 0:
+        if self.max_batch_delay_s > 0 and self.batched:
             await self._wait_for_fuller_batch()
 
         batch: list[_Pending] = []
         size = 0
-        while self._queue:
-            p = self._queue[0]
+        queue_ = self._queue
+        key: object = None
+        mixed = False  # an entry of another kind was left in front of what may follow
+        while queue_:
+            p = queue_[0]
             if p.taken:  # withdrawn while queued: already out of the count
-                self._queue.popleft()
+                queue_.popleft()
                 self._withdrawn -= 1
                 continue
-            if size + p.size > self.max_batch_size:
+            if batch and (not self.batched or size + p.size > self.max_batch_size):
                 break
-            self._queue.popleft()
-            p.taken = True
-            self._queued -= p.size
-            if not p.future.done():  # resolved meanwhile (its deadline): skipped
-                batch.append(p)
-                size += p.size
+            if batch and p.key != key:
+                mixed = True
+                break
+            queue_.popleft()
+            key = p.key
+            size += self._take(p, batch)
+        if mixed:
+            # Entries of the batch's kind further back join it; the others keep their place.
+            for p in queue_:
+                if p.taken or p.key != key:
+                    continue
+                if size + p.size > self.max_batch_size:
+                    break
+                size += self._take(p, batch)
+                self._withdrawn += 1  # left in the deque, skipped when the worker reaches it
+            self._compact()
         self._observer.queue_depth(self._queued)
         return batch
+
+    def _take(self, p: _Pending, batch: list[_Pending]) -> int:
+        p.taken = True
+        self._queued -= p.size
+        if p.future.done():  # resolved meanwhile (its deadline): skipped
+            return 0
+        batch.append(p)
+        return p.size
 
     async def _wait_for_fuller_batch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -317,39 +380,117 @@ class MicroBatcher:
             self._call(*work)
 
     def _call(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
-        """On a model thread: one model call for the whole batch, its outcome sent to the loop."""
+        """On a model thread: one model call for the whole batch, each request's outcome sent
+        to the loop in one hop."""
         size = sum(p.size for p in batch)
-        outputs: np.ndarray | None = None
-        error = ""
         started = time.perf_counter()
+        results: list[Any]
         try:
-            inputs = (
-                batch[0].inputs if len(batch) == 1 else np.concatenate([p.inputs for p in batch])
-            )
-            outputs = self._predict(inputs)
-            if len(outputs) != size:
-                raise ValueError(f"returned {len(outputs)} outputs for {size} inputs")
+            results = self._run_batch(batch, size)
+            ok = True
+        except ModelInputError as exc:
+            if len(batch) == 1:
+                results = [InputRejectedError(f"model {self.name!r} refused the input: {exc}")]
+            else:  # which request sent the bad input: each alone
+                results = [self._run_alone(p) for p in batch]
+            ok = True
         except Exception as exc:
-            outputs = None
             logger.exception("model %r failed on a batch of %d instances", self.name, size)
-            error = f"model {self.name!r} failed: {type(exc).__name__}: {exc}"
+            error = BatchFailedError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")
+            results = [error] * len(batch)
+            ok = False
         try:
-            self._observer.batch_done(size, time.perf_counter() - started, ok=outputs is not None)
+            self._observer.batch_done(size, time.perf_counter() - started, ok=ok)
         except Exception:  # the answers must go out whatever happens to the metrics
             logger.exception("model %r: recording a batch failed", self.name)
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
-            loop.call_soon_threadsafe(self._deliver, batch, outputs, error)
+            loop.call_soon_threadsafe(self._deliver, batch, results)
 
-    def _deliver(self, batch: list[_Pending], outputs: np.ndarray | None, error: str) -> None:
-        """On the loop, in one hop from the model thread: every request gets its answer."""
-        self._calls.release()
-        if outputs is None:
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(BatchFailedError(error))
-            return
+    def _run_batch(self, batch: list[_Pending], size: int) -> list[Any]:
+        if not self.batched:
+            return [self._predict(batch[0].inputs)]
+        inputs = batch[0].inputs if len(batch) == 1 else _concatenate([p.inputs for p in batch])
+        padded = next((n for n in self.allowed_batch_sizes if n >= size), size)
+        if padded > size:
+            inputs = _pad(inputs, padded - size)
+        outputs = self._predict(inputs)
+        _check_outputs(outputs, padded)
+        if len(batch) == 1 and padded == size:
+            return [outputs]
+        results = []
         offset = 0
         for p in batch:
-            if not p.future.done():
-                p.future.set_result(outputs[offset : offset + p.size])
+            results.append(_slice(outputs, offset, offset + p.size))
             offset += p.size
+        return results
+
+    def _run_alone(self, p: _Pending) -> Any:
+        try:
+            return self._run_batch([p], p.size)[0]
+        except ModelInputError as exc:
+            return InputRejectedError(f"model {self.name!r} refused the input: {exc}")
+        except Exception as exc:
+            logger.exception("model %r failed on a request of %d instances", self.name, p.size)
+            return BatchFailedError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")
+
+    def _deliver(self, batch: list[_Pending], results: list[Any]) -> None:
+        """On the loop, in one hop from the model thread: every request gets its answer."""
+        self._calls.release()
+        for p, result in zip(batch, results, strict=True):
+            if p.future.done():
+                continue
+            if isinstance(result, BatcherError):
+                p.future.set_exception(result)
+            else:
+                p.future.set_result(result)
+
+
+# ---- arrays, or dicts of them ----------------------------------------------------------------
+
+
+def _instances(inputs: Tensors) -> int:
+    if isinstance(inputs, dict):
+        sizes = {len(array) if array.ndim else -1 for array in inputs.values()}
+        if len(sizes) != 1 or -1 in sizes:
+            raise InputRejectedError(
+                "the inputs differ in their number of instances (first dimension): "
+                + ", ".join(f"{k}: {v.shape}" for k, v in inputs.items())
+            )
+        return sizes.pop()
+    return len(inputs)
+
+
+def _key(inputs: Tensors) -> object:
+    if isinstance(inputs, dict):
+        return tuple(array.shape[1:] for array in inputs.values())
+    return inputs.shape[1:]
+
+
+def _slice(tensors: Tensors, start: int, stop: int) -> Tensors:
+    if isinstance(tensors, dict):
+        return {k: v[start:stop] for k, v in tensors.items()}
+    return tensors[start:stop]
+
+
+def _concatenate(parts: list[Any]) -> Tensors:
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: np.concatenate([part[k] for part in parts]) for k in first}
+    return np.concatenate(parts)
+
+
+def _pad(tensors: Tensors, extra: int) -> Tensors:
+    """Repeat the last instance ``extra`` times: valid inputs, whose outputs are dropped."""
+    if isinstance(tensors, dict):
+        return {
+            k: np.concatenate([v, np.repeat(v[-1:], extra, axis=0)]) for k, v in tensors.items()
+        }
+    return np.concatenate([tensors, np.repeat(tensors[-1:], extra, axis=0)])
+
+
+def _check_outputs(outputs: Tensors, size: int) -> None:
+    arrays = outputs.items() if isinstance(outputs, dict) else [("", outputs)]
+    for name, array in arrays:
+        if array.ndim == 0 or len(array) != size:
+            got = "a scalar" if array.ndim == 0 else f"{len(array)} outputs"
+            raise ValueError(f"returned {got}{f' of {name!r}' if name else ''} for {size} inputs")

@@ -40,7 +40,19 @@ class Settings(BaseSettings):
         default_factory=VersionPolicy,
         description="latest, latest:N, all or specific:V[,V...], as TF Serving's",
     )
-    model_load_retries: int = Field(3, ge=0, description="retries of a failed load, backing off")
+    model_load_retries: int = Field(
+        3, ge=0, description="retries of a load that failed for a reason that may pass"
+    )
+    required_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated models that must load: start-up fails without them, and "
+        "the service is ready only while each has an available version",
+    )
+    exit_on_load_error: bool = Field(
+        True,
+        description="a version that fails to load at start-up stops it (false: it is END, "
+        "the rest is served)",
+    )
     # One thread each: the event loop needs a core of its own, and TensorFlow's pools of one
     # thread per core only add hand-offs and spinning on small batches (make bench).
     tf_intra_op_threads: int = Field(1, ge=0, description="0 lets TensorFlow choose")
@@ -80,6 +92,13 @@ class Settings(BaseSettings):
     opentelemetry: bool = Field(
         False, description="FastAPI's OpenTelemetry spans and metrics, for a configured SDK"
     )
+
+    @field_validator("required_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

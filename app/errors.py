@@ -86,6 +86,7 @@ _BATCHER_ERRORS: dict[type[batching.BatcherError], tuple[int, str, dict[str, str
     batching.QueueFullError: (503, "overloaded", {"Retry-After": "1"}),
     batching.BatcherClosedError: (503, "shutting_down", {"Retry-After": "1"}),
     batching.RequestTooLargeError: (413, "too_many_instances", {}),
+    batching.InputRejectedError: (400, "invalid_input", {}),
     batching.DeadlineExceededError: (504, "deadline_exceeded", {}),
     batching.BatchFailedError: (500, "model_error", {}),
 }

@@ -17,13 +17,18 @@ label names) and which to load or unload (:func:`plan_versions`). What it guaran
 * **No half-written versions.** A folder is loaded only once its fingerprint (every file's
   path, size and time) has stood still for one poll period, and it is checked again after the
   load: if it changed meanwhile, the load is thrown away and tried again once it is still.
-* **Broken versions.** A load that fails is retried ``MODEL_LOAD_RETRIES`` times with a growing
-  pause; then the version is ``END`` with its error (status API), logged once, counted in
-  ``model_load_failures_total``, and tried again only when its folder changes. The versions
-  being served stay.
+* **Broken versions.** A load that fails for a reason that cannot pass without a new folder
+  (not a SavedModel, a signature refused, a graph that does not run, a bad ``config.toml``) is
+  ``END`` at once; one that may pass (a read error, memory) is retried ``MODEL_LOAD_RETRIES``
+  times with a growing pause first. An ``END`` version shows its error in the status APIs,
+  is logged once, counted in ``model_load_failures_total``, and tried again only when its
+  folder changes. The versions being served stay.
 
-At start-up :meth:`Lifecycle.load_initial` is strict instead: anything wrong stops the service
-with a :class:`~app.model.ModelLoadError` naming the path.
+At start-up :meth:`Lifecycle.load_initial` loads what the policy picks before the service takes
+requests. A model listed in ``REQUIRED_MODELS`` that is missing or cannot load stops start-up
+with a :class:`~app.model.ModelLoadError` naming the path; so does any other version that
+cannot load, unless ``EXIT_ON_LOAD_ERROR=false`` (then it is ``END`` and the rest is served).
+An empty or missing ``MODEL_DIR`` always stops start-up.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from typing import Any, TypeVar
 
 from app import metrics
 from app.config import Settings
-from app.model import CONTRACTS, LoadedModel, ModelLoadError, load_model
+from app.model import LoadedModel, ModelLoadError, load_model
+from app.model_config import ModelConfigError, read_model_config
 from app.repository import ModelDir, OnceLog, VersionDir, fingerprint_of, scan
 from app.serving import ModelServer, ModelState, VersionStatus
 
@@ -135,44 +141,66 @@ class Lifecycle:
     # ---- start-up and shutdown ----------------------------------------------------------------
 
     async def load_initial(self) -> None:
-        """Load every version the policy picks, blocking; ModelLoadError if any cannot serve.
+        """Load every version the policy picks, blocking, before the service takes requests.
 
-        Runs before the service takes requests: nothing else waits on the event loop yet.
-        Versions are published (their batchers started) only once every one has loaded.
+        ModelLoadError, naming the path, for a missing or empty ``MODEL_DIR``, a required model
+        missing or failing, or (with ``EXIT_ON_LOAD_ERROR``) any version failing. Versions are
+        published (their batchers started) only once every one has been tried.
         """
-        model_dir = self.settings.model_dir
+        settings = self.settings
+        model_dir = settings.model_dir
         if not model_dir.is_dir():
             raise ModelLoadError(f"model directory {model_dir.resolve()} does not exist")
         found = scan(model_dir, self._once)
-        missing = [name for name in CONTRACTS if name not in found]
+        servable = {name: root for name, root in found.items() if root.versions}
+        missing = [name for name in settings.required_models if name not in servable]
         if missing:
             raise ModelLoadError(
-                f"model directory {model_dir.resolve()} lacks {', '.join(missing)} "
-                f"(found: {', '.join(found) or 'nothing'})"
+                f"model directory {model_dir.resolve()} lacks REQUIRED_MODELS "
+                f"{', '.join(missing)} (models with a version folder: "
+                f"{', '.join(servable) or 'none'})"
+            )
+        if not servable:
+            raise ModelLoadError(
+                f"model directory {model_dir.resolve()} holds no model to serve: it needs "
+                "<name>/<version>/saved_model.pb"
+                + (f" (found {', '.join(found)}, without version folders)" if found else "")
             )
         loaded: list[tuple[LoadedModel, VersionDir]] = []
-        for name, model_root in found.items():
-            if not model_root.versions:
-                raise ModelLoadError(
-                    f"{model_root.path.resolve()} holds no numbered version folder "
-                    "(<name>/<version>/)"
-                )
+        for name, model_root in servable.items():
             self._labels[name] = model_root.labels or {}
             aspired = self._aspired(model_root, set(model_root.versions))
             if not aspired:
-                raise ModelLoadError(
+                error = ModelLoadError(
                     f"{model_root.path.resolve()}: no version matches "
                     f"MODEL_VERSION_POLICY={self.policy} "
                     f"(versions: {', '.join(map(str, sorted(model_root.versions)))})"
                 )
+                if settings.exit_on_load_error or name in settings.required_models:
+                    raise error
+                logger.error("%s; model %s is not served", error, name)
+                continue
             for version in sorted(aspired):
                 folder = model_root.versions[version]
-                loaded.append((self._load_model(folder, name), folder))
-                logger.info("model %s version %d loaded from %s", name, version, folder.path)
+                try:
+                    model = self._load_model(folder, name)
+                except ModelLoadError as exc:
+                    if settings.exit_on_load_error or name in settings.required_models:
+                        raise
+                    self._give_up(name, folder, str(exc))
+                    continue
+                loaded.append((model, folder))
+                logger.info(
+                    "model %s version %d loaded from %s (%s)",
+                    name,
+                    version,
+                    folder.path,
+                    model.backend,
+                )
         for model, folder in loaded:
             self.server.publish(self.server.servable_for(model), folder.fingerprint)
             metrics.version_state(model.name, model.version, ModelState.AVAILABLE)
-        for name in found:
+        for name in servable:
             self._apply_labels(name)
         self._found = found
         self._previous = self._fingerprints(found)
@@ -289,12 +317,16 @@ class Lifecycle:
 
     def _load_model(self, folder: VersionDir, name: str) -> LoadedModel:
         relative = folder.path.relative_to(self.settings.model_dir)
+        try:
+            config = read_model_config(folder.path.parent, self.settings)
+        except ModelConfigError as exc:
+            raise ModelLoadError(str(exc)) from None
         return load_model(
             name,
             folder.version,
             folder.path.resolve(),
-            self.server.device,
-            self.settings.max_batch_size,
+            self.server.runtime,
+            config,
             relative.as_posix(),
         )
 
@@ -312,10 +344,13 @@ class Lifecycle:
             if attempt:
                 await asyncio.sleep(self._backoff(attempt))
             started = time.perf_counter()
+            permanent = False
             try:
                 model = await self._loader.run(self._load_model, folder, name)
-            except Exception as exc:  # ModelLoadError, or whatever else loading raised
-                model, error = None, str(exc) if isinstance(exc, ModelLoadError) else repr(exc)
+            except ModelLoadError as exc:
+                model, error, permanent = None, str(exc), exc.permanent
+            except Exception as exc:  # whatever else loading raised: may pass (I/O, memory)
+                model, error = None, repr(exc)
             metrics.load_attempt(name, time.perf_counter() - started, ok=model is not None)
             now, _ = await asyncio.to_thread(fingerprint_of, folder.path)
             if now != folder.fingerprint:  # written to while we read it: not this one
@@ -324,33 +359,42 @@ class Lifecycle:
                     name,
                     version,
                 )
+                if model is not None:
+                    model.close()
                 self._forget(name, version)
                 return
             if model is not None:
                 self.server.publish(self.server.servable_for(model), folder.fingerprint)
                 metrics.version_state(name, version, ModelState.AVAILABLE)
                 self._once.clear(key)
-                logger.info("model %s version %d is available", name, version)
+                logger.info("model %s version %d is available (%s)", name, version, model.backend)
                 self._reconcile(name)
                 return
+            if permanent:
+                break  # the same folder will fail the same way: no retries
             logger.warning(
                 "model %s version %d: load attempt %d failed: %s", name, version, attempt + 1, error
             )
+        self._give_up(name, folder, error)
+        self._trim_ended(name)
+        self._reconcile(name)
+
+    def _give_up(self, name: str, folder: VersionDir, error: str) -> None:
+        """The version is END with its error until its folder changes; logged once."""
+        version = folder.version
         self.server.set_status(
             name, VersionStatus(version, ModelState.END, error, folder.fingerprint)
         )
         metrics.version_state(name, version, ModelState.END)
         metrics.load_given_up(name)
         self._once.error(
-            key,
-            "model %s version %d cannot be loaded (%s); it is retried only once %s changes",
+            f"load:{name}:{version}",
+            "model %s version %d cannot be loaded (%s); it is tried again only once %s changes",
             name,
             version,
             error,
             folder.path,
         )
-        self._trim_ended(name)
-        self._reconcile(name)
 
     def _backoff(self, attempt: int) -> float:
         return float(max(self.settings.model_poll_s, 0.5) * 2 ** (attempt - 1))

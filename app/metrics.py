@@ -93,8 +93,8 @@ def load_given_up(model: str) -> None:
     LOAD_FAILURES.labels(model).inc()
 
 
-# Instances queued for each model version; a model's depth is the sum over its versions.
-_depths: dict[str, dict[int, int]] = {}
+# Instances queued for each model version and signature; a model's depth is their sum.
+_depths: dict[str, dict[tuple[int, str], int]] = {}
 
 
 class ModelMetrics:
@@ -104,8 +104,8 @@ class ModelMetrics:
     model across rollouts: ``model_queue_depth`` is the sum over the model's versions.
     """
 
-    def __init__(self, model: str, version: int) -> None:
-        self._version = version
+    def __init__(self, model: str, version: int, signature: str = "serving_default") -> None:
+        self._version = (version, signature)
         self._versions = _depths.setdefault(model, {})
         self._depth = QUEUE_DEPTH.labels(model)
         self._batch = BATCH_SIZE.labels(model)

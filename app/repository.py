@@ -32,6 +32,7 @@ VERSION_NAME = re.compile(r"[0-9]{1,18}")  # ASCII digits only; 18 of them alway
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 LABEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 LABELS_FILE = "labels.json"
+SAVED_MODEL_PARTS = {"variables", "assets", "assets.extra", "fingerprint.pb"}
 
 # (path relative to the version folder, size, mtime in ns) of every entry, sorted.
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -102,9 +103,20 @@ def scan_model(model_root: Path, once: OnceLog) -> ModelDir:
         entries = sorted(os.scandir(model_root), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
         entries = []
+    misplaced = any(entry.name == "saved_model.pb" and entry.is_file() for entry in entries)
+    if misplaced:
+        once.warning(
+            f"misplaced:{model_root}",
+            "%s holds a SavedModel itself, not in a version folder: move it into %s/1/ "
+            "(the layout is <name>/<version>/saved_model.pb)",
+            model_root,
+            model_root,
+        )
     for entry in entries:
         if entry.name.startswith(".") or not entry.is_dir():
             continue
+        if misplaced and entry.name in SAVED_MODEL_PARTS:
+            continue  # said once above
         if not VERSION_NAME.fullmatch(entry.name):
             once.warning(
                 f"version:{entry.path}",

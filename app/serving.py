@@ -13,6 +13,9 @@ Guarantees a swap relies on:
 * Unversioned requests get the **highest available** version; a version becomes available only
   once it is loaded and warmed up, and a label points only at an available version.
 * Everything here runs on the event loop: the tables change only between two awaits.
+
+Each version has a batcher per signature: requests naming the same version and signature are
+batched together (when the signature has a batch dimension and the model's config allows it).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from app.batching import MicroBatcher
 from app.config import Settings
 from app.errors import NotFound, Unavailable
 from app.metrics import ModelMetrics
-from app.model import CONTRACTS, LoadedModel
+from app.model import LoadedModel, Runtime
 from app.offload import DEADLINE
 from app.repository import Fingerprint
+from app.signatures import DEFAULT_SIGNATURE, Signature
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +61,28 @@ class VersionStatus:
 
 
 class Servable:
-    """One available version: the model and its batcher, with the count of requests using it."""
+    """One available version: the model, a batcher per signature, and the count of requests
+    using it."""
 
     def __init__(
-        self, model: LoadedModel, batcher: MicroBatcher, metrics: ModelMetrics | None = None
+        self,
+        model: LoadedModel,
+        batchers: dict[str, MicroBatcher],
+        metrics: list[ModelMetrics] | None = None,
     ) -> None:
         self.model = model
-        self.batcher = batcher
-        self.metrics = metrics
+        self.batchers = batchers
+        self.metrics = metrics or []
         self.leases = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        """The default signature's batcher."""
+        signature = self.model.default_signature
+        name = signature.name if signature is not None else next(iter(self.batchers))
+        return self.batchers[name]
 
     def acquire(self) -> None:
         self.leases += 1
@@ -78,19 +93,30 @@ class Servable:
         if not self.leases:
             self._idle.set()
 
+    async def close(self) -> None:
+        """Close every batcher (answering what is queued)."""
+        await asyncio.gather(*(batcher.close() for batcher in self.batchers.values()))
+
     async def drain(self) -> None:
-        """Wait until no request holds this version, then close its batcher."""
+        """Wait until no request holds this version, then close its batchers and the model."""
         await self._idle.wait()
-        await self.batcher.close()
-        if self.metrics is not None:
-            self.metrics.close()
+        await self.close()
+        for metrics in self.metrics:
+            metrics.close()
+        self.model.close()
+
+
+Arrays = dict[str, np.ndarray]
 
 
 class HasInputs(Protocol):
-    """A decoded request: the batch for the model, and whatever its protocol keeps beside it."""
+    """A decoded request: which signature, its inputs, and whatever its protocol keeps."""
 
     @property
-    def inputs(self) -> np.ndarray: ...
+    def signature(self) -> str: ...
+
+    @property
+    def inputs(self) -> Arrays: ...
 
 
 R = TypeVar("R", bound=HasInputs)
@@ -98,9 +124,10 @@ R = TypeVar("R", bound=HasInputs)
 
 @dataclass(frozen=True)
 class Batch:
-    """The simplest decoded request: only the inputs."""
+    """The simplest decoded request: the inputs of one signature."""
 
-    inputs: np.ndarray
+    inputs: Arrays
+    signature: str = DEFAULT_SIGNATURE
 
 
 @dataclass(frozen=True)
@@ -109,7 +136,26 @@ class Prediction(Generic[R]):
 
     model: LoadedModel
     request: R
-    outputs: np.ndarray
+    outputs: Arrays
+
+
+def signature_of(model: LoadedModel, name: str | None) -> Signature:
+    """The signature a request names (None or "": the default); NotFound saying which exist."""
+    if not name:
+        found = model.default_signature
+        if found is not None:
+            return found
+        raise NotFound(
+            f"model {model.name!r} version {model.version} has no {DEFAULT_SIGNATURE!r} "
+            f"signature; name one of: {', '.join(sorted(model.signatures))}"
+        )
+    found = model.signatures.get(name)
+    if found is None:
+        raise NotFound(
+            f"model {model.name!r} version {model.version} has no signature {name!r} "
+            f"(signatures: {', '.join(sorted(model.signatures))})"
+        )
+    return found
 
 
 MAX_VERSION_DIGITS = 18  # always fits an int64, as TensorFlow Serving's versions do
@@ -164,6 +210,7 @@ class ModelServer:
     def __init__(self, settings: Settings, device: str) -> None:
         self.settings = settings
         self.device = device
+        self.runtime = Runtime(device, settings.tf_intra_op_threads, settings.tf_inter_op_threads)
         self.models: dict[str, ModelEntry] = {}
         self.accepting = False  # between start-up and shutdown
 
@@ -171,10 +218,16 @@ class ModelServer:
 
     @property
     def ready(self) -> bool:
-        """Taking requests, and every model of the service's own endpoints has a version."""
-        return self.accepting and all(
-            name in self.models and self.models[name].latest is not None for name in CONTRACTS
-        )
+        """Taking requests, and every required model (``REQUIRED_MODELS``) has an available
+        version; without required models, at least one model has."""
+        if not self.accepting:
+            return False
+        required = self.settings.required_models
+        if required:
+            return all(
+                name in self.models and self.models[name].latest is not None for name in required
+            )
+        return any(entry.latest is not None for entry in self.models.values())
 
     def entry(self, name: str) -> ModelEntry:
         entry = self.models.get(name)
@@ -213,8 +266,8 @@ class ModelServer:
     ) -> Prediction[R]:
         """Resolve, decode for that version, batch, answer: the one path of every protocol.
 
-        ``decode`` is the protocol's codec turning the request into the version's input batch
-        (BatchError subclasses and ServiceErrors propagate). The request's deadline,
+        ``decode`` is the protocol's codec turning the request into inputs of one of the
+        version's signatures (BatchError subclasses and ServiceErrors propagate). The request's deadline,
         ``REQUEST_TIMEOUT_S`` from now, covers decoding off the event loop, queueing and the
         model call.
         """
@@ -227,7 +280,8 @@ class ModelServer:
                 request = await decode(servable.model)
             finally:
                 DEADLINE.reset(token)
-            outputs = await servable.batcher.predict(request.inputs, deadline)
+            batcher = servable.batchers[request.signature]
+            outputs = await batcher.predict(request.inputs, deadline)
         finally:
             servable.release()
         return Prediction(servable.model, request, outputs)
@@ -240,21 +294,33 @@ class ModelServer:
     # ---- what the lifecycle uses -------------------------------------------------------------
 
     def servable_for(self, model: LoadedModel) -> Servable:
-        """A started batcher around a freshly loaded version, not yet published."""
-        settings = self.settings
-        metrics = ModelMetrics(model.name, model.version)
-        batcher = MicroBatcher(
-            f"{model.name}:{model.version}",
-            model.predict,
-            max_batch_size=settings.max_batch_size,
-            max_batch_delay_s=settings.max_batch_delay_ms / 1000,
-            max_concurrent_batches=settings.max_concurrent_batches,
-            max_queue_size=settings.max_queue_size,
-            timeout_s=settings.request_timeout_s,
-            observer=metrics,
-        )
-        batcher.start()
-        return Servable(model, batcher, metrics)
+        """Started batchers, one per signature, around a freshly loaded version, not yet
+        published. The model's own config (``config.toml``) sets how each batches."""
+        config = model.config
+        batchers: dict[str, MicroBatcher] = {}
+        observers = []
+        for signature in model.signatures.values():
+            batched = signature.batched and config.batching
+            name = f"{model.name}:{model.version}"
+            if signature is not model.default_signature:
+                name += f":{signature.name}"
+            metrics = ModelMetrics(model.name, model.version, signature.name)
+            batcher = MicroBatcher(
+                name,
+                model.caller(signature),
+                max_batch_size=config.max_batch_size,
+                max_batch_delay_s=config.max_batch_delay_ms / 1000,
+                max_concurrent_batches=config.max_concurrent_batches,
+                max_queue_size=config.max_queue_size,
+                timeout_s=self.settings.request_timeout_s,
+                batched=batched,
+                allowed_batch_sizes=config.allowed_batch_sizes if batched else (),
+                observer=metrics,
+            )
+            batcher.start()
+            batchers[signature.name] = batcher
+            observers.append(metrics)
+        return Servable(model, batchers, observers)
 
     def set_status(self, name: str, status: VersionStatus) -> None:
         self.models.setdefault(name, ModelEntry(name)).versions[status.version] = status
@@ -289,4 +355,4 @@ class ModelServer:
     async def stop(self) -> None:
         """Stop taking requests; answer every queued one first."""
         self.accepting = False
-        await asyncio.gather(*(servable.batcher.close() for servable in self))
+        await asyncio.gather(*(servable.close() for servable in self))

@@ -105,12 +105,17 @@ def test_other_broken_model_dirs_name_the_path(tmp_path: Path) -> None:
     (no_version / "digits").symlink_to(DIGITS.parent, target_is_directory=True)
     only_sentiment = model_dir(tmp_path / "only_sentiment", sentiment=SENTIMENT)
     cases = [
-        (corrupt, f"cannot load the SavedModel in {(corrupt / 'sentiment' / '1').resolve()}"),
-        (no_version, f"{(no_version / 'sentiment').resolve()} holds no numbered version folder"),
-        (only_sentiment, f"model directory {only_sentiment.resolve()} lacks digits"),
+        (corrupt, f"{(corrupt / 'sentiment' / '1').resolve()}/saved_model.pb is not a SavedModel"),
+        (no_version, f"model directory {no_version.resolve()} lacks REQUIRED_MODELS sentiment"),
+        (
+            only_sentiment,
+            f"model directory {only_sentiment.resolve()} lacks REQUIRED_MODELS digits",
+        ),
     ]
     for directory, wanted in cases:
-        settings = Settings(model_dir=directory, max_batch_size=4)
+        settings = Settings(
+            model_dir=directory, max_batch_size=4, required_models="sentiment,digits"
+        )
         lifecycle = Lifecycle(ModelServer(settings, "/CPU:0"), settings)
         with pytest.raises(ModelLoadError) as caught:
             asyncio.run(lifecycle.load_initial())

@@ -16,7 +16,8 @@ empty: no fault):
 
 The hook lives here, not in ``app/``: this test-only process wraps
 ``ModelServer.servable_for``, so every version the server publishes, at start-up or loaded
-later by the lifecycle, calls its model through the fault switch (warm-up calls do not).
+later by the lifecycle, calls its model (``LoadedModel.call``, every signature) through the
+fault switch (warm-up calls do not).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from app.batching import PredictFn
 from app.main import create_app
 from app.model import LoadedModel
 from app.serving import ModelServer, Servable
+from app.signatures import Signature
 
 BLOCK_POLL_S = 0.01  # how often a blocked call looks at the fault file again
 _calls_lock = threading.Lock()
@@ -62,8 +64,8 @@ def record_call(model: str, instances: int) -> None:
 
 
 def with_fault(predict: PredictFn, model: str) -> PredictFn:
-    def faulty_predict(inputs: np.ndarray) -> np.ndarray:
-        record_call(model, len(inputs))
+    def faulty_predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        record_call(model, len(next(iter(inputs.values()))))
         fault = current_fault()
         if fault == "raise":
             raise RuntimeError("injected fault")
@@ -74,7 +76,7 @@ def with_fault(predict: PredictFn, model: str) -> PredictFn:
             fault = current_fault()
         outputs = predict(inputs)
         if fault == "short":
-            return outputs[:-1]
+            return {name: array[:-1] for name, array in outputs.items()}
         return outputs
 
     return faulty_predict
@@ -84,7 +86,12 @@ _servable_for = ModelServer.servable_for
 
 
 def servable_with_faults(self: ModelServer, model: LoadedModel) -> Servable:
-    model.predict = with_fault(model.predict, model.name)  # type: ignore[method-assign]
+    call = model.call
+
+    def faulty_call(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return with_fault(lambda arrays: call(signature, arrays), model.name)(inputs)
+
+    model.call = faulty_call  # type: ignore[method-assign]
     return _servable_for(self, model)
 
 

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from app.config import Settings
 from app.errors import NotFound
 from app.lifecycle import Lifecycle
+from app.model import ModelLoadError
 from app.serving import ModelRef, ModelServer, ModelState
 from tests.conftest import MODELS
 from tests.support.waiting import until
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SENTIMENT = MODELS / "sentiment" / "1"
 DIGITS = MODELS / "digits" / "1"
-REVIEW = np.array(["A wonderful film."], dtype=object)
+REVIEW = {"reviews": np.array(["A wonderful film."], dtype=object)}
 
 
 def publish(model_dir: Path, name: str, version: int, source: Path = SENTIMENT) -> Path:
@@ -78,13 +79,8 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 async def started(model_dir: Path, **overrides: object) -> tuple[Lifecycle, ModelServer]:
-    settings = Settings(
-        model_dir=model_dir,
-        model_poll_s=0,
-        model_load_retries=0,
-        max_batch_size=4,
-        **overrides,  # type: ignore[arg-type]
-    )
+    values: dict[str, object] = {"model_load_retries": 0, "max_batch_size": 4, **overrides}
+    settings = Settings(model_dir=model_dir, model_poll_s=0, **values)  # type: ignore[arg-type]
     server = ModelServer(settings, "/CPU:0")
     lifecycle = Lifecycle(server, settings)
     await lifecycle.load_initial()
@@ -119,7 +115,7 @@ async def test_a_new_version_replaces_the_old_once_loaded(
     )
     assert served(server, ModelRef("sentiment")) == 2  # new requests get version 2 at once
     # The request holding version 1 still gets its answer from it.
-    assert len(await old.batcher.predict(REVIEW)) == 1
+    assert len((await old.batcher.predict(REVIEW))["positive_probability"]) == 1
     old.release()
     await lifecycle.idle()
     assert states(server) == {1: "END", 2: "AVAILABLE"}
@@ -153,7 +149,7 @@ async def test_a_broken_version_ends_with_its_error_and_the_old_one_serves(
     assert failed_loads() - attempts_before == 1  # MODEL_LOAD_RETRIES=0: one try, not one a poll
     status = server.models["sentiment"].versions[2]
     assert status.state is ModelState.END
-    assert "cannot load the SavedModel" in status.error
+    assert "is not a SavedModel" in status.error
     assert served(server, ModelRef("sentiment")) == 1
     given_up = [r for r in caplog.records if "cannot be loaded" in r.getMessage()]
     assert len(given_up) == 1  # logged once, not at every poll
@@ -268,3 +264,91 @@ async def test_labels_follow_their_file_and_point_only_at_available_versions(
     labels.write_text('{"stable": ')  # a bad edit leaves the labels as they were
     await poll(lifecycle)
     assert served(server, ModelRef("sentiment", label="stable")) == 2
+
+
+# ---- failures that cannot pass, and start-up -----------------------------------------------
+
+
+async def test_a_folder_that_can_never_load_is_not_retried(model_dir: Path) -> None:
+    lifecycle, server = await started(model_dir, model_load_retries=3)
+    try:
+        attempts_before = failed_loads()
+        broken(model_dir, "sentiment", 2)
+        await poll(lifecycle, 2)  # seen, then still: one load, which fails for good
+        assert states(server) == {1: "AVAILABLE", 2: "END"}
+        assert failed_loads() - attempts_before == 1  # not 1 + MODEL_LOAD_RETRIES
+    finally:
+        await lifecycle.stop()
+        await server.stop()
+
+
+async def test_a_bad_config_file_ends_the_version_naming_the_file(model_dir: Path) -> None:
+    lifecycle, server = await started(model_dir)
+    try:
+        (model_dir / "sentiment" / "config.toml").write_text("max_batch_size = 0\n")
+        publish(model_dir, "sentiment", 2)
+        await poll(lifecycle, 2)
+        status = server.models["sentiment"].versions[2]
+        assert status.state is ModelState.END
+        assert "config.toml" in status.error
+        assert "max_batch_size" in status.error
+        assert served(server, ModelRef("sentiment")) == 1
+    finally:
+        await lifecycle.stop()
+        await server.stop()
+
+
+async def test_only_a_users_model_is_served_without_the_showcase_models(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    publish(root, "mine", 3)
+    lifecycle, server = await started(root)
+    try:
+        assert set(server.models) == {"mine"}
+        assert server.ready
+        with pytest.raises(NotFound, match="'sentiment' is not served"):
+            server.resolve(ModelRef("sentiment"))
+    finally:
+        await lifecycle.stop()
+        await server.stop()
+
+
+async def test_required_models_must_be_there(model_dir: Path) -> None:
+    shutil.rmtree(model_dir / "digits")
+    with pytest.raises(ModelLoadError, match="lacks REQUIRED_MODELS digits"):
+        await started(model_dir, required_models="sentiment,digits")
+
+
+async def test_without_exit_on_load_error_a_broken_model_is_end_and_the_rest_serves(
+    model_dir: Path,
+) -> None:
+    broken(model_dir, "other", 1)
+    with pytest.raises(ModelLoadError, match="is not a SavedModel"):
+        await started(model_dir)
+    lifecycle, server = await started(model_dir, exit_on_load_error=False)
+    try:
+        assert states(server, "other") == {1: "END"}
+        assert server.ready
+        assert served(server, ModelRef("sentiment")) == 1
+    finally:
+        await lifecycle.stop()
+        await server.stop()
+    with pytest.raises(ModelLoadError, match="is not a SavedModel"):
+        await started(model_dir, exit_on_load_error=False, required_models="other")
+
+
+async def test_a_savedmodel_without_a_version_folder_says_where_to_move_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(SENTIMENT, root / "mine")
+    with (
+        caplog.at_level(logging.WARNING, logger="app.lifecycle"),
+        pytest.raises(ModelLoadError, match="holds no model to serve"),
+    ):
+        await started(root)
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if "move it into" in m] == [
+        f"{root / 'mine'} holds a SavedModel itself, not in a version folder: move it into "
+        f"{root / 'mine'}/1/ (the layout is <name>/<version>/saved_model.pb)"
+    ]
+    assert not [m for m in messages if "version folder's name" in m]

@@ -123,7 +123,7 @@ async def test_oip_and_tf_serving_parse_large_json_bodies_off_the_loop(
     tfs_threads = _parsed_on(monkeypatch, tfs_codec, "parse_predict_request")
     request = await oip_codec.decode_infer(oip, None, sentiment, settings)
     predict = await tfs_codec.decode_predict(tfs, sentiment, settings)
-    assert request.inputs.shape == predict.inputs.shape == (reviews,)
+    assert request.inputs["reviews"].shape == predict.inputs["reviews"].shape == (reviews,)
     loop_thread = threading.get_ident()
     assert [t != loop_thread for t in oip_threads] == [large]
     assert [t != loop_thread for t in tfs_threads] == [large]

@@ -46,7 +46,7 @@ async def predict_sentiment(request: Request) -> FastJSONResponse:
     body = await request.body()
 
     async def decode(model: LoadedModel) -> Batch:
-        return codec.decode_reviews(body, server.settings)
+        return codec.decode_reviews(body, model, server.settings)
 
     prediction = await unless_disconnected(request, server.predict(SENTIMENT, decode))
     return FastJSONResponse(codec.encode_sentiment(prediction))
@@ -86,7 +86,7 @@ async def predict_digits(request: Request) -> FastJSONResponse:
         raise InvalidInput(str(exc)) from exc
 
     async def decode(model: LoadedModel) -> Batch:
-        return await codec.decode_images(parts, settings)
+        return await codec.decode_images(parts, model, settings)
 
     prediction = await unless_disconnected(request, server.predict(DIGITS, decode))
     return FastJSONResponse(codec.encode_digits(prediction))

@@ -104,7 +104,7 @@ DIGITS_REQUEST_BODY = {
 
 class TensorSpec(BaseModel):
     dtype: str
-    shape: list[int | None]
+    shape: list[int | None] | None = Field(description="None: unknown rank")
 
 
 class VersionInfo(BaseModel):

@@ -9,19 +9,23 @@ little-endian, row-major; a ``BYTES`` element is a 4-byte little-endian length, 
 An answer is built the same way: outputs asked for with ``binary_data`` (or every output, with
 the request's ``binary_data_output``) go as bytes after the JSON, the others as JSON ``data``.
 
-The model's one input is matched by name. Its tensor may be sent as:
+Any signature can be called: ``serving_default``, or the one the request's ``parameters``
+name in ``signature_name``. Every input of the signature must be sent, once, by name; each may
+come as:
 
-* strings (``BYTES``) for a string input (sentiment's ``reviews``): UTF-8 text, at most
-  ``MAX_REVIEW_CHARS`` characters each;
-* any numeric datatype for a numeric input, converted to the input's dtype (values that do not
-  fit are refused); for an image input (digits' ``images``, float ``[-1, 28, 28]``) pixel
-  values 0-255, or ``BYTES`` holding image files (raw in binary, base64 in JSON), decoded as an
-  upload to ``/v1/digits/predict`` is.
+* ``BYTES`` for a string input: text (valid UTF-8, at most ``MAX_REVIEW_CHARS`` characters)
+  or, in binary, any bytes;
+* any numeric datatype (``BOOL``, ``INT8``..``INT64``, ``UINT8``..``UINT64``, ``FP16``,
+  ``FP32``, ``FP64``, ``BF16`` in binary) for a numeric input, converted to the input's dtype
+  (values that do not fit are refused); for an image input (digits' ``images``, float
+  ``[-1, 28, 28]``) pixel values 0-255, or ``BYTES`` holding image files (raw in binary,
+  base64 in JSON), decoded as an upload to ``/v1/digits/predict`` is.
 
 The shape may carry a trailing axis of 1 beyond the model's (``[N, 28, 28, 1]``, ``[N, 1]``
-strings); JSON ``data`` may be flat or nested as the shape. Unknown parameters are ignored; a
-request's ``id`` is echoed. Nothing of HTTP: what cannot be served raises
-:class:`~app.errors.InvalidInput` (400) or another of :mod:`app.errors`' exceptions.
+strings); JSON ``data`` may be flat or nested as the shape. The answer holds the outputs asked
+for in ``outputs`` (every output if none is), each in binary or JSON as asked. Unknown
+parameters are ignored; a request's ``id`` is echoed. Nothing of HTTP: what cannot be served
+raises :class:`~app.errors.InvalidInput` (400) or another of :mod:`app.errors`' exceptions.
 """
 
 from __future__ import annotations
@@ -38,45 +42,33 @@ import orjson
 from app.codecs import INLINE_PARSE_BYTES, b64decode, decode_image_file
 from app.config import Settings
 from app.errors import InvalidInput
-from app.model import LoadedModel, TensorInfo
+from app.model import LoadedModel
 from app.offload import off_loop
-from app.serving import Prediction
+from app.serving import Prediction, signature_of
+from app.signatures import DTYPES, Signature, TensorSpec
+from app.tensors import convert, string
 
 BINARY_HEADER = "inference-header-content-length"
 PIXEL_MAX = 255.0
 MAX_DIMS = 32
 
-# Numeric datatypes and their little-endian NumPy types; BYTES is handled apart.
+# Numeric datatypes and their little-endian NumPy types, from the dtype table; BYTES apart.
 NUMERIC: dict[str, np.dtype[Any]] = {
-    name: np.dtype(code).newbyteorder("<")
-    for name, code in {
-        "BOOL": "bool",
-        "UINT8": "uint8",
-        "UINT16": "uint16",
-        "UINT32": "uint32",
-        "UINT64": "uint64",
-        "INT8": "int8",
-        "INT16": "int16",
-        "INT32": "int32",
-        "INT64": "int64",
-        "FP16": "float16",
-        "FP32": "float32",
-        "FP64": "float64",
-    }.items()
+    d.oip: np.dtype(d.numpy).newbyteorder("<") for d in DTYPES.values() if d.name != "string"
 }
 DATATYPES = (*NUMERIC, "BYTES")
-_BY_DTYPE = {dtype.name: name for name, dtype in NUMERIC.items()}
+_BY_DTYPE = {d.name: d.oip for d in DTYPES.values()}
+_BY_NUMPY = {np.dtype(d.numpy).name: d.oip for d in DTYPES.values() if d.name != "string"}
 
 
 def datatype_of(tensor_dtype: str) -> str:
-    """The protocol's datatype for a TensorFlow/NumPy dtype name (``string`` -> ``BYTES``)."""
-    if tensor_dtype in ("string", "object", "bytes"):
-        return "BYTES"
+    """The protocol's datatype for a TensorFlow dtype name (``string`` -> ``BYTES``)."""
     return _BY_DTYPE.get(tensor_dtype, tensor_dtype.upper())
 
 
-def shape_of(info: TensorInfo) -> list[int]:
-    return [-1 if d is None else d for d in info.shape]
+def shape_of(spec: TensorSpec) -> list[int]:
+    """The spec's shape with -1 for free sizes (and [-1] for an unknown rank)."""
+    return spec.dims() if spec.shape is not None else [-1]
 
 
 @dataclass(frozen=True)
@@ -87,9 +79,11 @@ class RequestedOutput:
 
 @dataclass(frozen=True)
 class InferRequest:
-    """An infer body made ready for the batcher, with what the answer needs."""
+    """An infer body made ready for the batcher: the signature and its inputs, with what the
+    answer needs."""
 
-    inputs: np.ndarray
+    signature: str
+    inputs: dict[str, np.ndarray]
     id: str | None
     outputs: tuple[RequestedOutput, ...]
 
@@ -116,7 +110,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
 async def decode_infer(
     body: bytes, header_length: str | None, model: LoadedModel, settings: Settings
 ) -> InferRequest:
-    """An infer request -> the model's input batch; InvalidInput (400) saying what is wrong.
+    """An infer request -> a signature's inputs; InvalidInput (400) saying what is wrong.
 
     A JSON part over ``INLINE_PARSE_BYTES`` is parsed, and its numbers converted, off the event
     loop (:func:`app.offload.off_loop`), as TF Serving's bodies are; image files are decoded as
@@ -127,21 +121,31 @@ async def decode_infer(
         parsed = await off_loop(_parse, head, binary, model, settings)
     else:
         parsed = _parse(head, binary, model, settings)
-    if isinstance(parsed, InferRequest):
-        return parsed
-    tensor, request_id, outputs = parsed
-    files = _elements(tensor)
-    images = [
-        await _image(item, settings, f"{tensor.where}[{i}]", binary=tensor.data is None)
-        for i, item in enumerate(files)
-    ]
-    return InferRequest(np.stack(images).astype(model.input.dtype), request_id, outputs)
+    inputs = dict(parsed.inputs)
+    for key, tensor in parsed.images.items():
+        files = _elements(tensor)
+        images = [
+            await _image(item, settings, f"{tensor.where}[{i}]", binary=tensor.data is None)
+            for i, item in enumerate(files)
+        ]
+        inputs[key] = np.stack(images).astype(parsed.signature.inputs[key].dtype_info.numpy)
+    if parsed.signature.batched:
+        _same_batch(inputs)
+    return InferRequest(parsed.signature.name, inputs, parsed.id, parsed.outputs)
 
 
-def _parse(
-    head: bytes, binary: bytes, model: LoadedModel, settings: Settings
-) -> InferRequest | tuple[_Tensor, str | None, tuple[RequestedOutput, ...]]:
-    """The request, or, when its input is image files, the tensor of files still to decode."""
+@dataclass(frozen=True)
+class _Parsed:
+    """A request parsed but for its image files (``images``: tensors still to decode)."""
+
+    signature: Signature
+    inputs: dict[str, np.ndarray]
+    images: dict[str, _Tensor]
+    id: str | None
+    outputs: tuple[RequestedOutput, ...]
+
+
+def _parse(head: bytes, binary: bytes, model: LoadedModel, settings: Settings) -> _Parsed:
     try:
         payload = orjson.loads(head)
     except orjson.JSONDecodeError as exc:
@@ -152,25 +156,59 @@ def _parse(
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput('"id" must be a string')
     parameters = _parameters(payload.get("parameters"), "the request's parameters")
+    name = parameters.get("signature_name", "")
+    if not isinstance(name, str):
+        raise InvalidInput("the parameter signature_name must be a string")
+    signature = signature_of(model, name)
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput('"inputs" must be a non-empty list of input tensors')
     tensors = [_tensor(item, f"inputs[{i}]") for i, item in enumerate(inputs)]
     _claim_binary(tensors, binary)
-    spec = model.input
-    names = [tensor.name for tensor in tensors]
-    if names != [spec.name]:
-        raise InvalidInput(
-            f"model {model.name!r} takes one input, {spec.name!r} "
-            f"({datatype_of(spec.dtype)} {shape_of(spec)}); the request has {names}"
-        )
+    _check_names([tensor.name for tensor in tensors], model, signature)
     outputs = _requested_outputs(
-        payload.get("outputs"), model, bool(parameters.get("binary_data_output", False))
+        payload.get("outputs"), signature, bool(parameters.get("binary_data_output", False))
     )
-    batch = _to_batch(tensors[0], spec, settings)
-    if batch is None:
-        return tensors[0], request_id, outputs
-    return InferRequest(batch, request_id, outputs)
+    arrays: dict[str, np.ndarray] = {}
+    images: dict[str, _Tensor] = {}
+    for tensor in tensors:
+        spec = signature.inputs[tensor.name]
+        array = _to_array(tensor, spec, settings)
+        if array is None:
+            images[tensor.name] = tensor
+        else:
+            arrays[tensor.name] = array
+    return _Parsed(signature, arrays, images, request_id, outputs)
+
+
+def _check_names(names: list[str], model: LoadedModel, signature: Signature) -> None:
+    expected = list(signature.inputs)
+    if sorted(names) == sorted(expected) and len(set(names)) == len(names):
+        return
+    described = ", ".join(
+        f"{key!r} ({datatype_of(spec.dtype)} {shape_of(spec)})"
+        for key, spec in signature.inputs.items()
+    )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    problem = (
+        f"the request sends {', '.join(map(repr, twice))} twice"
+        if twice
+        else (f"the request has {names}")
+    )
+    raise InvalidInput(
+        f"model {model.name!r} (signature {signature.name!r}) takes "
+        f"{'one input' if len(expected) == 1 else f'{len(expected)} inputs'}, {described}; "
+        f"{problem}"
+    )
+
+
+def _same_batch(inputs: dict[str, np.ndarray]) -> None:
+    sizes = {key: (len(array) if array.ndim else 0) for key, array in inputs.items()}
+    if len(set(sizes.values())) > 1:
+        raise InvalidInput(
+            "the inputs differ in their number of instances (first dimension): "
+            + ", ".join(f"{k}: {n}" for k, n in sizes.items())
+        )
 
 
 @dataclass
@@ -250,18 +288,19 @@ def _claim_binary(tensors: list[_Tensor], binary: bytes) -> None:
         )
 
 
-def _to_batch(tensor: _Tensor, spec: TensorInfo, settings: Settings) -> np.ndarray | None:
-    """The request's tensor as the model's input batch; None for image files, which the
-    caller decodes."""
+def _to_array(tensor: _Tensor, spec: TensorSpec, settings: Settings) -> np.ndarray | None:
+    """The request's tensor as the input's array; None for image files, which the caller
+    decodes."""
     shape = _fit_shape(tensor, spec)
-    size = shape[0]
-    if size == 0:
-        raise InvalidInput(f"{tensor.where} has no instances (shape {tensor.shape})")
-    if size > settings.max_instances:
-        raise InvalidInput(
-            f"{tensor.where} has {size} instances; at most "
-            f"MAX_INSTANCES={settings.max_instances} per request"
-        )
+    if spec.batched:
+        size = shape[0]
+        if size == 0:
+            raise InvalidInput(f"{tensor.where} has no instances (shape {tensor.shape})")
+        if size > settings.max_instances:
+            raise InvalidInput(
+                f"{tensor.where} has {size} instances; at most "
+                f"MAX_INSTANCES={settings.max_instances} per request"
+            )
     if spec.dtype == "string":
         if tensor.datatype != "BYTES":
             raise InvalidInput(f"{tensor.where} must be BYTES (strings), not {tensor.datatype}")
@@ -279,14 +318,24 @@ def _to_batch(tensor: _Tensor, spec: TensorInfo, settings: Settings) -> np.ndarr
                 f"{tensor.where} must be numeric ({datatype_of(spec.dtype)}), not BYTES"
             )
         return None
-    values = _numbers(tensor)
-    return _convert(values.reshape(shape), spec, tensor.where, image)
+    values = convert(_numbers(tensor), spec, tensor.where).reshape(shape)
+    if image:
+        wide = values.astype(np.float64, copy=False)
+        outside = ~((wide >= 0) & (wide <= PIXEL_MAX))
+        if outside.any():
+            at = [int(i) for i in np.argwhere(outside)[0]]
+            raise InvalidInput(
+                f"{tensor.where} holds {float(wide[tuple(at)]):g} at {at}; pixels are 0-255"
+            )
+    return values
 
 
-def _fit_shape(tensor: _Tensor, spec: TensorInfo) -> tuple[int, ...]:
-    """The model's shape for the request's: equal, or with one trailing axis of 1 more."""
+def _fit_shape(tensor: _Tensor, spec: TensorSpec) -> tuple[int, ...]:
+    """The input's shape for the request's: equal, or with one trailing axis of 1 more."""
+    got = tuple(tensor.shape)
+    if spec.shape is None:
+        return got
     want = spec.shape
-    got = tensor.shape
     image_bytes = spec.is_image and tensor.datatype == "BYTES"
     if image_bytes:  # one file per instance: [N] or [N, 1]
         want = (None,)
@@ -297,7 +346,7 @@ def _fit_shape(tensor: _Tensor, spec: TensorInfo) -> tuple[int, ...]:
     ):
         expected = "[-1] or [-1, 1] (one image file each)" if image_bytes else str(shape_of(spec))
         raise InvalidInput(f"{tensor.where} has shape {tensor.shape}; the model takes {expected}")
-    return tuple(got)
+    return got
 
 
 def _elements(tensor: _Tensor) -> list[Any]:
@@ -353,23 +402,17 @@ def _flat(data: Any, tensor: _Tensor) -> list[Any]:
     return level
 
 
-def _text(item: str | bytes, settings: Settings, where: str) -> str:
+def _text(item: str | bytes, settings: Settings, where: str) -> str | bytes:
+    """A string element: JSON text checked as the other protocols check it; binary bytes as
+    they are (a string tensor holds bytes), within ``MAX_REVIEW_CHARS``."""
     if isinstance(item, bytes):
-        try:
-            item = item.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidInput(f"{where} is not valid UTF-8 text: {exc.reason}") from None
-    elif not item.isascii():
-        try:  # JSON's "\ud800" escapes: lone surrogates, which TensorFlow cannot encode
-            item.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(f"{where} is not valid text: {exc.reason}") from None
-    if len(item) > settings.max_review_chars:
-        raise InvalidInput(
-            f"{where} has {len(item)} characters; at most "
-            f"MAX_REVIEW_CHARS={settings.max_review_chars} are accepted"
-        )
-    return item
+        if len(item) > settings.max_review_chars:
+            raise InvalidInput(
+                f"{where} has {len(item)} bytes; at most "
+                f"MAX_REVIEW_CHARS={settings.max_review_chars} are accepted in one string"
+            )
+        return item
+    return string(item, where, settings.max_review_chars)
 
 
 async def _image(item: str | bytes, settings: Settings, where: str, binary: bool) -> np.ndarray:
@@ -416,44 +459,11 @@ def _numbers(tensor: _Tensor) -> np.ndarray:
     return values
 
 
-def _convert(values: np.ndarray, spec: TensorInfo, where: str, image: bool) -> np.ndarray:
-    """Numbers of the request's datatype -> the model's dtype, refusing what does not fit."""
-    target = np.dtype(spec.dtype)
-    if target.kind == "b" and values.dtype.kind != "b":
-        raise InvalidInput(f"{where} must be BOOL for the model's {spec.dtype} input")
-    if target.kind in "iu":
-        if values.dtype.kind not in "iub":
-            raise InvalidInput(f"{where} must be an integer datatype for the model's {spec.dtype}")
-        info = np.iinfo(target)
-        if values.size and (values.min() < info.min or values.max() > info.max):
-            raise InvalidInput(f"{where} holds values outside the model's {spec.dtype}")
-        return values.astype(target)
-    if values.dtype.kind == "b":
-        raise InvalidInput(f"{where} must be numeric, not BOOL, for the model's {spec.dtype}")
-    if image:
-        wide = values.astype(np.float64, copy=False)
-        outside = ~((wide >= 0) & (wide <= PIXEL_MAX))
-        if outside.any():
-            at = [int(i) for i in np.argwhere(outside)[0]]
-            raise InvalidInput(
-                f"{where} holds {float(wide[tuple(at)]):g} at {at}; pixels are 0-255"
-            )
-    with np.errstate(over="ignore", invalid="ignore"):
-        converted = values.astype(target)
-    if (
-        converted.dtype.kind == "f"
-        and values.dtype.kind == "f"
-        and (np.isfinite(values) & ~np.isfinite(converted)).any()
-    ):
-        raise InvalidInput(f"{where} holds values outside the model's {spec.dtype}")
-    return converted
-
-
 def _requested_outputs(
-    value: Any, model: LoadedModel, binary_default: bool
+    value: Any, signature: Signature, binary_default: bool
 ) -> tuple[RequestedOutput, ...]:
     if value is None:
-        return tuple(RequestedOutput(name, binary_default) for name in model.outputs)
+        return tuple(RequestedOutput(name, binary_default) for name in signature.outputs)
     if not isinstance(value, list):
         raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
     requested: list[RequestedOutput] = []
@@ -461,9 +471,10 @@ def _requested_outputs(
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInput(f'outputs[{i}] must be an object with a "name"')
         name = item["name"]
-        if name not in model.outputs:
+        if name not in signature.outputs:
             raise InvalidInput(
-                f"model {model.name!r} has no output {name!r} (outputs: {', '.join(model.outputs)})"
+                f"signature {signature.name!r} has no output {name!r} "
+                f"(outputs: {', '.join(signature.outputs)})"
             )
         if any(r.name == name for r in requested):
             raise InvalidInput(f"output {name!r} is asked for twice")
@@ -482,16 +493,14 @@ def encode_infer(prediction: Prediction[InferRequest]) -> tuple[bytes, dict[str,
     """The answer's body and headers: JSON, or JSON then binary tensors."""
     model = prediction.model
     request = prediction.request
-    outputs = {model.output.name: prediction.outputs}
+    outputs = prediction.outputs
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for wanted in request.outputs:
         array = outputs[wanted.name]
         tensor: dict[str, Any] = {
             "name": wanted.name,
-            "datatype": datatype_of(
-                array.dtype.name if array.dtype.kind not in "OSU" else "object"
-            ),
+            "datatype": "BYTES" if array.dtype.kind in "OSU" else _BY_NUMPY[array.dtype.name],
             "shape": list(array.shape),
         }
         if wanted.binary:
@@ -531,4 +540,6 @@ def _json_data(array: np.ndarray) -> Sequence[Any] | np.ndarray:
             item.decode("utf-8", errors="replace") if isinstance(item, bytes) else item
             for item in array.ravel().tolist()
         ]
+    if array.dtype.name == "bfloat16":  # not a type JSON encoders know: as float32
+        return array.astype(np.float32).ravel()
     return array.ravel()

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from app.api.deps import authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import InvalidInput, PayloadTooLarge, Unavailable
-from app.model import LoadedModel, TensorInfo
+from app.model import LoadedModel
 from app.offload import off_loop
 from app.protocols import error_responses
 from app.protocols.oip import codec
@@ -31,6 +31,7 @@ from app.protocols.oip.schemas import (
 )
 from app.responses import FastJSONResponse
 from app.serving import ModelRef, ModelServer, version_number
+from app.signatures import TensorSpec
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol"], route_class=RequestRoute)
 
@@ -192,17 +193,17 @@ def _metadata(server: ModelServer, ref: ModelRef) -> FastJSONResponse:
             "name": model.name,
             "versions": versions,
             "platform": PLATFORM,
-            "inputs": [_tensor_metadata(info) for info in model.inputs.values()],
-            "outputs": [_tensor_metadata(info) for info in model.outputs.values()],
+            "inputs": [_tensor_metadata(spec) for spec in model.inputs.values()],
+            "outputs": [_tensor_metadata(spec) for spec in model.outputs.values()],
         }
     )
 
 
-def _tensor_metadata(info: TensorInfo) -> dict[str, object]:
+def _tensor_metadata(spec: TensorSpec) -> dict[str, object]:
     return {
-        "name": info.name,
-        "datatype": codec.datatype_of(info.dtype),
-        "shape": codec.shape_of(info),
+        "name": spec.key,
+        "datatype": codec.datatype_of(spec.dtype),
+        "shape": codec.shape_of(spec),
     }
 
 
@@ -239,29 +240,37 @@ async def model_config(name: str, request: Request) -> FastJSONResponse:
     Triton tools read before they send requests."""
     server = authorized_server(request)
     model = server.resolve(ModelRef(name)).model
-    settings = server.settings
+    config = model.config
+    signature = model.default_signature
+    batched = signature is not None and signature.batched and config.batching
 
-    def tensors(infos: dict[str, TensorInfo]) -> list[dict[str, object]]:
+    def tensors(specs: dict[str, TensorSpec]) -> list[dict[str, object]]:
         return [
             {
-                "name": info.name,
+                "name": spec.key,
                 "data_type": "TYPE_"
-                + ("STRING" if info.dtype == "string" else codec.datatype_of(info.dtype)),
-                "dims": codec.shape_of(info)[1:] or [1],
+                + ("STRING" if spec.dtype == "string" else codec.datatype_of(spec.dtype)),
+                # Triton leaves the batch dimension out of dims when max_batch_size > 0.
+                "dims": (codec.shape_of(spec)[1:] if batched else codec.shape_of(spec)) or [1],
             }
-            for info in infos.values()
+            for spec in specs.values()
         ]
 
-    return FastJSONResponse(
-        {
-            "name": model.name,
-            "platform": PLATFORM,
-            "backend": "tensorflow",
-            "max_batch_size": settings.max_batch_size,
-            "input": tensors(model.inputs),
-            "output": tensors(model.outputs),
-            "dynamic_batching": {
-                "max_queue_delay_microseconds": int(settings.max_batch_delay_ms * 1000)
-            },
+    answer: dict[str, object] = {
+        "name": model.name,
+        "platform": PLATFORM,
+        "backend": "tensorflow",
+        "max_batch_size": config.max_batch_size if batched else 0,
+        "input": tensors(model.inputs),
+        "output": tensors(model.outputs),
+    }
+    if batched:
+        answer["dynamic_batching"] = {
+            "max_queue_delay_microseconds": int(config.max_batch_delay_ms * 1000),
+            **(
+                {"preferred_batch_size": list(config.allowed_batch_sizes)}
+                if config.allowed_batch_sizes
+                else {}
+            ),
         }
-    )
+    return FastJSONResponse(answer)

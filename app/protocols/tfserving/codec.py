@@ -1,38 +1,42 @@
-"""TensorFlow Serving's JSON bodies <-> the models' NumPy batches, and their signatures as JSON.
+"""TensorFlow Serving's JSON bodies <-> a signature's named NumPy arrays; signatures as JSON.
 
-A predict body holds ``instances`` (row format: one entry per instance, the value or
-``{input name: value}``) or ``inputs`` (columnar: the whole batch, or ``{input name: batch}``).
-Any model's ``serving_default`` input is served: values are converted to its dtype and shape,
-strings may be ``{"b64": ...}`` for binary ones. Inputs of float dtype and shape
-``[-1, 28, 28]`` (digits) also take ``28x28x1`` lists and ``{"b64": ...}`` image files, decoded
-as the native upload endpoint decodes them (:func:`app.inputs.decode_digit`).
+Predict, for any signature (``signature_name``, or ``serving_default``):
 
-Differences from TensorFlow Serving, by design:
+* row format, ``instances``: one entry per instance; for a signature of one input the value
+  itself (or ``{input name: value}``), for several a ``{input name: value}`` object each. The
+  answer is ``predictions``: one value per instance for one output, an object per instance for
+  several.
+* columnar format, ``inputs``: ``{input name: whole tensor}``, or the tensor itself for a
+  single input. The answer is ``outputs``: the tensor for one output, an object for several.
 
-* an unknown ``signature_name`` is a 404 (:class:`~app.errors.NotFound`), as an unknown model or
-  version (TF Serving: 400);
-* a request may hold at most ``MAX_INSTANCES`` instances, each string at most
-  ``MAX_REVIEW_CHARS`` characters; an image too large to decode is a 413
-  (:class:`~app.errors.PayloadTooLarge`).
+Values are converted to each input's dtype and checked against its shape
+(:mod:`app.tensors`); strings may be ``{"b64": ...}``, and outputs whose name ends in
+``_bytes`` or that are not UTF-8 come back that way. As TF Serving, an input lacking its
+trailing dimension of size 1 is accepted (``[1.0, 2.0]`` for ``[-1, 1]``), and then the
+outputs' trailing dimension of size 1 is dropped too. Inputs of float dtype and shape
+``[-1, 28, 28]`` (the digits model) also take ``28x28x1`` lists and ``{"b64": ...}`` image
+files, decoded as the native upload endpoint decodes them.
 
-As in TF Serving, ``signature_name`` may be left out or empty, the body is read as JSON whatever
-its content type (``curl -d`` sends a form type), and strings may be empty.
+Classify and regress (:func:`decode_examples`): ``examples`` (and ``context``) become
+serialized ``tf.Example``s (:mod:`app.examples`) for a signature of that method, or a predict
+signature of one string input; the answers are ``{"results": [[[label, score], ...], ...]}``
+and ``{"results": [value, ...]}``.
+
+Differences from TensorFlow Serving, by design: an unknown ``signature_name`` is a 404, as an
+unknown model or version (TF Serving: 400); a request holds at most ``MAX_INSTANCES``
+instances, each string at most ``MAX_REVIEW_CHARS`` characters; an image too large to decode
+is a 413. As in TF Serving, the body is read as JSON whatever its content type.
 
 Nothing of HTTP: bodies come in as bytes, and what cannot be served raises one of the service's
-errors (:class:`~app.errors.InvalidInput`, a 400, for a bad body), for the routes to pass on.
-Bodies over ``INLINE_PARSE_BYTES``, and small ones holding an image that is slow to decode, are
-parsed off the event loop (:func:`app.offload.off_loop`: bounded threads, under the request's
-deadline).
+errors. Bodies over ``INLINE_PARSE_BYTES``, and small ones holding an image that is slow to
+decode, are parsed off the event loop (:func:`app.offload.off_loop`).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,13 +44,17 @@ import orjson
 
 from app.codecs import INLINE_PARSE_BYTES, b64decode, image_error
 from app.config import Settings
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput
+from app.examples import serialized_examples
 from app.inputs import ImageError, decode_digit, decodes_quickly
-from app.model import SIGNATURE, LoadedModel, TensorInfo
+from app.model import LoadedModel
 from app.offload import off_loop
-from app.serving import Prediction
+from app.serving import Prediction, signature_of
+from app.signatures import CLASSIFY, PREDICT, REGRESS, Signature, TensorSpec
+from app.tensors import from_json, is_b64, json_type, to_json
 
 PIXEL_MAX = 255.0
+Arrays = dict[str, np.ndarray]
 
 
 # ---- Predict requests --------------------------------------------------------------------------
@@ -54,10 +62,13 @@ PIXEL_MAX = 255.0
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """A predict body made ready for the batcher; ``columnar`` says how to answer."""
+    """A predict body made ready for the batcher: the signature and its inputs; ``columnar``
+    and ``squeeze`` (a trailing 1 was left out) say how to answer."""
 
-    inputs: np.ndarray  # first axis: instances
+    signature: str
+    inputs: Arrays
     columnar: bool
+    squeeze: bool = False
 
 
 class SlowToDecode(Exception):
@@ -65,27 +76,21 @@ class SlowToDecode(Exception):
 
 
 async def decode_predict(body: bytes, model: LoadedModel, settings: Settings) -> PredictRequest:
-    """A predict body -> the model's input batch, parsed on the loop or off it by its size."""
+    """A predict body -> a signature's inputs, parsed on the loop or off it by its size."""
     if len(body) <= INLINE_PARSE_BYTES:
         with contextlib.suppress(SlowToDecode):
             return parse_predict_request(body, model, settings, inline=True)
     return await off_loop(parse_predict_request, body, model, settings)
 
 
-def encode_predict(prediction: Prediction[PredictRequest]) -> dict[str, Any]:
-    """``predictions`` for a row-format request, ``outputs`` for a columnar one."""
-    values = output_json(prediction.outputs, prediction.model.output)
-    return {"outputs" if prediction.request.columnar else "predictions": values}
-
-
 def parse_predict_request(
     body: bytes, model: LoadedModel, settings: Settings, *, inline: bool = False
 ) -> PredictRequest:
-    """A TF Serving predict body -> the model's input batch; InvalidInput (400) when it cannot be.
+    """A TF Serving predict body -> a signature's inputs; InvalidInput (400) when it cannot be.
 
-    NotFound for a signature other than ``serving_default``; PayloadTooLarge for an image too
-    large to decode. ``inline``: the caller is on the event loop, and gets SlowToDecode for an
-    image that is slow to decode (a tiny PNG may declare a huge picture), to parse in a thread.
+    NotFound for an unknown signature; PayloadTooLarge for an image too large to decode.
+    ``inline``: the caller is on the event loop, and gets SlowToDecode for an image that is
+    slow to decode (a tiny PNG may declare a huge picture), to parse in a thread.
     """
     payload = _load_json(body)
     if not isinstance(payload, dict):
@@ -93,52 +98,206 @@ def parse_predict_request(
             "the request body must be a JSON object with 'instances' (row format) "
             "or 'inputs' (columnar format)"
         )
-    signature = payload.get("signature_name", SIGNATURE)
-    if not isinstance(signature, str):
-        raise InvalidInput("'signature_name' must be a string")
-    if signature not in ("", SIGNATURE):
-        raise NotFound(
-            f"model {model.name!r} version {model.version} has no signature {signature!r} "
-            f"(signatures: {SIGNATURE!r})"
-        )
+    signature = signature_of(model, _signature_name(payload))
     if "instances" in payload and "inputs" in payload:
         raise InvalidInput("the request has both 'instances' and 'inputs'; send one of them")
-    spec = model.input
     if "instances" in payload:
-        instances = payload["instances"]
-        if not isinstance(instances, list):
-            raise InvalidInput(
-                f"'instances' must be a list with one entry per instance, "
-                f"not {_json_type(instances)}"
-            )
-        values = [
-            _unwrap_named(instance, spec.name, f"instances[{index}]")
-            for index, instance in enumerate(instances)
-        ]
-        where, columnar = "instances", False
+        columns = _rows(payload["instances"], signature, settings)
+        columnar = False
     elif "inputs" in payload:
-        values = payload["inputs"]
-        where, columnar = "inputs", True
-        if isinstance(values, dict) and not _is_b64(values):
-            values = _unwrap_named(values, spec.name, "inputs")
-            where = f"inputs.{spec.name}"
-        if not isinstance(values, list):
-            raise InvalidInput(
-                f"{where} must be a list with one entry per instance (the model's input "
-                f"{spec.name!r} is {_describe(spec)}), not {_json_type(values)}"
-            )
+        columns = _columns(payload["inputs"], signature)
+        columnar = True
     else:
         raise InvalidInput(
             "the request has neither 'instances' (row format) nor 'inputs' (columnar format)"
         )
-    if not values:
-        raise InvalidInput(f"{where} is empty; send at least one instance")
-    if len(values) > settings.max_instances:
+    inputs: Arrays = {}
+    squeeze = False
+    for key, (value, where) in columns.items():
+        spec = signature.inputs[key]
+        array, expanded = _tensor(value, spec, where, settings, inline, rows=not columnar)
+        inputs[key] = array
+        squeeze |= expanded
+    if signature.batched:
+        _same_batch(inputs, "inputs" if columnar else "instances", settings)
+    return PredictRequest(signature.name, inputs, columnar, squeeze)
+
+
+def _signature_name(payload: dict[str, Any]) -> str:
+    name = payload.get("signature_name", "")
+    if not isinstance(name, str):
+        raise InvalidInput("'signature_name' must be a string")
+    return name
+
+
+def _rows(instances: Any, signature: Signature, settings: Settings) -> dict[str, tuple[Any, str]]:
+    """``instances`` -> each input's column of values (with where it came from)."""
+    if not isinstance(instances, list):
         raise InvalidInput(
-            f"{where} has {len(values)} instances; at most "
+            f"'instances' must be a list with one entry per instance, not {json_type(instances)}"
+        )
+    if not instances:
+        raise InvalidInput("instances is empty; send at least one instance")
+    if len(instances) > settings.max_instances:
+        raise InvalidInput(
+            f"instances has {len(instances)} instances; at most "
             f"MAX_INSTANCES={settings.max_instances} per request"
         )
-    return PredictRequest(_to_batch(values, spec, settings, where, inline), columnar)
+    keys = list(signature.inputs)
+    if len(keys) == 1:
+        key = keys[0]
+        column = [_unwrap_single(item, key, f"instances[{i}]") for i, item in enumerate(instances)]
+        return {key: (column, "instances")}
+    for index, instance in enumerate(instances):
+        if not isinstance(instance, dict) or is_b64(instance):
+            raise InvalidInput(
+                f"instances[{index}] is {json_type(instance)}; the signature "
+                f"{signature.name!r} has several inputs ({', '.join(keys)}): send an object "
+                "{input name: value} per instance"
+            )
+        _check_names(instance, signature, f"instances[{index}]")
+    return {key: ([item[key] for item in instances], f"instances.{key}") for key in keys}
+
+
+def _columns(inputs: Any, signature: Signature) -> dict[str, tuple[Any, str]]:
+    """``inputs`` -> each input's whole tensor."""
+    keys = list(signature.inputs)
+    if isinstance(inputs, dict) and not is_b64(inputs):
+        _check_names(inputs, signature, "inputs")
+        return {key: (inputs[key], f"inputs.{key}") for key in keys}
+    if len(keys) != 1:
+        raise InvalidInput(
+            f"'inputs' must be an object {{input name: tensor}}: the signature "
+            f"{signature.name!r} has several inputs ({', '.join(keys)})"
+        )
+    return {keys[0]: (inputs, "inputs")}
+
+
+def _unwrap_single(value: Any, key: str, where: str) -> Any:
+    """``{input name: value}`` -> value; anything else (``{"b64": ...}`` too) as it is."""
+    if not isinstance(value, dict) or is_b64(value):
+        return value
+    if set(value) != {key}:
+        names = ", ".join(repr(k) for k in sorted(value)) or "none"
+        raise InvalidInput(f"{where} names the inputs {names}; the model's only input is {key!r}")
+    return value[key]
+
+
+def _check_names(value: dict[str, Any], signature: Signature, where: str) -> None:
+    missing = [key for key in signature.inputs if key not in value]
+    unknown = sorted(key for key in value if key not in signature.inputs)
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"lacks {', '.join(map(repr, missing))}")
+        if unknown:
+            parts.append(f"has unknown inputs {', '.join(map(repr, unknown))}")
+        raise InvalidInput(
+            f"{where} {' and '.join(parts)}; the signature {signature.name!r} takes "
+            f"{', '.join(map(repr, signature.inputs))}"
+        )
+
+
+def _same_batch(inputs: Arrays, where: str, settings: Settings) -> None:
+    sizes = {key: (len(array) if array.ndim else 0) for key, array in inputs.items()}
+    if len(set(sizes.values())) > 1:
+        raise InvalidInput(
+            f"{where}: the inputs differ in their number of instances (first dimension): "
+            + ", ".join(f"{k}: {n}" for k, n in sizes.items())
+        )
+    size = next(iter(sizes.values()))
+    if size == 0:
+        raise InvalidInput(f"{where} holds no instance")
+    if size > settings.max_instances:
+        raise InvalidInput(
+            f"{where} has {size} instances; at most MAX_INSTANCES={settings.max_instances} "
+            "per request"
+        )
+
+
+def _tensor(
+    value: Any, spec: TensorSpec, where: str, settings: Settings, inline: bool, rows: bool
+) -> tuple[np.ndarray, bool]:
+    if spec.is_image and isinstance(value, list):
+        images = _images(value, spec, where, settings, inline)
+        if images is not None:
+            return images, False
+    try:
+        array, expanded = from_json(value, spec, where, settings.max_review_chars, lenient=True)
+        if spec.is_image:
+            _check_pixels(array, where)
+        return array, expanded
+    except InvalidInput:
+        if rows and spec.batched and isinstance(value, list):
+            # Point at the first instance that is wrong, if one is on its own.
+            one = _instance_spec(spec)
+            for index, item in enumerate(value):
+                from_json(item, one, f"{where}[{index}]", settings.max_review_chars, lenient=True)
+        raise
+
+
+def _images(
+    values: list[Any], spec: TensorSpec, where: str, settings: Settings, inline: bool
+) -> np.ndarray | None:
+    """A digits-shaped input: image files (``{"b64"}``) and ``28x28x1`` lists become 28x28
+    pixels 0-255; None if the values are plain 28x28 lists (the generic path checks them)."""
+    if not any(is_b64(v) or _has_channel_axis(v) for v in values):
+        return None
+    pixels = []
+    for index, value in enumerate(values):
+        at = f"{where}[{index}]"
+        if is_b64(value):
+            pixels.append(_image(value, settings, at, inline))
+            continue
+        if _has_channel_axis(value):
+            value = [
+                [cell[0] if isinstance(cell, list) and len(cell) == 1 else cell for cell in row]
+                for row in value
+            ]
+        array, _ = from_json(value, _instance_spec(spec), at, settings.max_review_chars)
+        pixels.append(array)
+    batch = np.stack(pixels).astype(spec.dtype_info.numpy)
+    _check_pixels(batch, where)
+    return batch
+
+
+def _check_pixels(batch: np.ndarray, where: str) -> None:
+    wide = batch.astype(np.float64, copy=False)
+    outside = ~((wide >= 0) & (wide <= PIXEL_MAX))
+    if outside.any():
+        at_index = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise InvalidInput(
+            f"{where}[{at_index[0]}] holds {float(wide[at_index]):g} at {list(at_index[1:])}; "
+            "pixel values are 0 to 255"
+        )
+
+
+def _has_channel_axis(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and isinstance(value[0], list)
+        and bool(value[0])
+        and isinstance(value[0][0], list)
+    )
+
+
+def _instance_spec(spec: TensorSpec) -> TensorSpec:
+    assert spec.shape is not None
+    return TensorSpec(spec.key, spec.dtype, spec.shape[1:], spec.tensor_name)
+
+
+def _image(value: dict[str, Any], settings: Settings, where: str, inline: bool) -> np.ndarray:
+    encoded = value["b64"]
+    if not isinstance(encoded, str):
+        raise InvalidInput(f'{where}: the "b64" value must be a base64 string')
+    data = b64decode(encoded, f'{where}: the "b64" value')
+    if inline and not decodes_quickly(data):
+        raise SlowToDecode(where)
+    try:
+        return decode_digit(data, settings.max_image_side)
+    except ImageError as exc:
+        raise image_error(exc, where) from exc
 
 
 def _load_json(body: bytes) -> Any:
@@ -158,329 +317,168 @@ def _load_json(body: bytes) -> Any:
         raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
 
 
-def _is_b64(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and "b64" in value
-
-
-def _unwrap_named(value: Any, input_name: str, where: str) -> Any:
-    """``{input name: value}`` -> value; anything else (``{"b64": ...}`` too) as it is."""
-    if not isinstance(value, dict) or _is_b64(value):
-        return value
-    if set(value) != {input_name}:
-        names = ", ".join(repr(key) for key in sorted(value)) or "none"
-        raise InvalidInput(
-            f"{where} names the inputs {names}; the model's only input is {input_name!r}"
-        )
-    return value[input_name]
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
-def _describe(spec: TensorInfo) -> str:
-    dims = ", ".join("-1" if d is None else str(d) for d in spec.shape)
-    return f"{spec.dtype}[{dims}]"
-
-
-def _to_batch(
-    values: list[Any], spec: TensorInfo, settings: Settings, where: str, inline: bool = False
-) -> np.ndarray:
-    if not spec.shape:
-        raise InvalidInput(f"the model's input {spec.name!r} has no batch dimension")
-    if spec.shape[0] is not None and len(values) != spec.shape[0]:
-        raise InvalidInput(
-            f"{where} has {len(values)} instances; the model takes exactly {spec.shape[0]}"
-        )
-    inner = spec.shape[1:]
-    if spec.dtype == "string":
-        return _string_batch(values, inner, settings, where)
-    if spec.is_image and any(_is_b64(value) for value in values):
-        return np.stack(
-            [
-                _image(value, settings, f"{where}[{index}]", inline)
-                if _is_b64(value)
-                else _numeric(value, inner, spec, f"{where}[{index}]")
-                for index, value in enumerate(values)
-            ]
-        ).astype(spec.dtype)
-    try:
-        return _numeric(values, (len(values), *inner), spec, where)
-    except InvalidInput:
-        # Point at the first instance that is wrong, if one is on its own.
-        for index, value in enumerate(values):
-            _numeric(value, inner, spec, f"{where}[{index}]")
-        raise
-
-
-# ---- Strings
-
-
-def _string_batch(
-    values: list[Any], inner: tuple[int | None, ...], settings: Settings, where: str
-) -> np.ndarray:
-    if not inner:  # one string per instance: the common case, without the nesting walk
-        leaves = [
-            _string(value, settings, f"{where}[{index}]") for index, value in enumerate(values)
-        ]
-        array = np.empty(len(leaves), dtype=object)
-        array[:] = leaves
-        return array
-    try:
-        nested = [
-            _strings_nested(value, settings, f"{where}[{index}]")
-            for index, value in enumerate(values)
-        ]
-        array = np.array(nested, dtype=object)
-    except (ValueError, RecursionError):
-        raise InvalidInput(f"{where} is ragged: its lists differ in length") from None
-    _check_depth(array, (len(values), *inner), where)
-    if any(isinstance(leaf, list) for leaf in array.flat):
-        raise InvalidInput(f"{where} is ragged: its lists differ in length or depth")
-    _check_shape(array.shape, (len(values), *inner), where)
-    return array
-
-
-def _strings_nested(value: Any, settings: Settings, where: str) -> Any:
-    if isinstance(value, list):
-        return [_strings_nested(item, settings, f"{where}[{i}]") for i, item in enumerate(value)]
-    return _string(value, settings, where)
-
-
-def _string(value: Any, settings: Settings, where: str) -> str | bytes:
-    text: str | bytes
-    if _is_b64(value):
-        text = _b64decode(value["b64"], where)
-    elif isinstance(value, str):
-        text = value
-    else:
-        raise InvalidInput(
-            f"{where} is {_json_type(value)}; the model takes strings "
-            '(or {"b64": "<base64>"} for binary ones)'
-        )
-    if len(text) > settings.max_review_chars:
-        raise InvalidInput(
-            f"{where} has {len(text)} characters; at most "
-            f"MAX_REVIEW_CHARS={settings.max_review_chars} are accepted"
-        )
-    return text
-
-
-def _b64decode(encoded: Any, where: str) -> bytes:
-    if not isinstance(encoded, str):
-        raise InvalidInput(f'{where}: the "b64" value must be a base64 string')
-    return b64decode(encoded, f'{where}: the "b64" value')
-
-
-# ---- Numbers and images
-
-
-def _image(value: dict[str, Any], settings: Settings, where: str, inline: bool) -> np.ndarray:
-    data = _b64decode(value["b64"], where)
-    if inline and not decodes_quickly(data):
-        raise SlowToDecode(where)
-    try:
-        return decode_digit(data, settings.max_image_side)
-    except ImageError as exc:
-        raise image_error(exc, where) from exc
-
-
-_NUMBER_TYPES = {int, float}
-
-
-def _numeric(value: Any, shape: tuple[int | None, ...], spec: TensorInfo, where: str) -> np.ndarray:
-    """Nested lists of JSON numbers (booleans for a bool input) -> an array of ``spec.dtype``."""
-    image = spec.is_image
-    try:
-        array = np.array(value, dtype=object)
-    except (ValueError, RecursionError):
-        raise InvalidInput(f"{where} is ragged: its lists differ in length") from None
-    _check_depth(array, shape, where, channel_axis=image)
-    types = set(map(type, array.flat)) if array.size else set()
-    allowed: set[type]
-    if spec.dtype == "bool":
-        allowed, what = {bool}, "true or false"
-    elif spec.dtype.startswith(("int", "uint")):
-        allowed, what = {int}, "integers"
-    else:
-        allowed, what = _NUMBER_TYPES, "numbers"
-    if not types <= allowed:
-        if list in types:
-            raise InvalidInput(
-                f"{where} is ragged or nested too deep: its lists differ in length or depth "
-                f"(expected shape {_shape_text(shape)})"
-            )
-        bad = next(item for item in array.flat if type(item) not in allowed)
-        raise InvalidInput(
-            f"{where} holds {_json_type(bad)}; the model's input {spec.name!r} "
-            f"({_describe(spec)}) takes {what}"
-            + (' (an image file goes in {"b64": "<base64>"})' if image and _is_b64(bad) else "")
-        )
-    if image and array.ndim == len(shape) + 1 and array.shape[-1] == 1:
-        array = array[..., 0]  # 28x28x1, a channel axis: as 28x28
-    _check_shape(array.shape, shape, where)
-    if spec.dtype == "bool":
-        return array.astype(bool)
-    dtype = np.dtype(_numpy_dtype(spec.dtype))
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        low, high = (min(array.flat), max(array.flat)) if array.size else (0, 0)
-        if low < info.min or high > info.max:
-            raise InvalidInput(
-                f"{where} holds values outside the range of {spec.dtype} ({info.min} to {info.max})"
-            )
-        return array.astype(dtype)
-    numbers = array.astype(np.float64)
-    if image:
-        outside = ~((numbers >= 0) & (numbers <= PIXEL_MAX))
-        if outside.any():
-            at = tuple(int(i) for i in np.argwhere(outside)[0])
-            raise InvalidInput(
-                f"{where} holds {float(numbers[at]):g} at {list(at)}; pixel values are 0 to 255"
-            )
-    with np.errstate(over="ignore", invalid="ignore"):
-        converted = numbers.astype(dtype)
-    if (np.isfinite(numbers) & ~np.isfinite(converted)).any():
-        raise InvalidInput(f"{where} holds values outside the range of {spec.dtype}")
-    return converted
-
-
-def _numpy_dtype(dtype: str) -> Any:
-    try:
-        return np.dtype(dtype)
-    except TypeError:
-        import tensorflow as tf  # bfloat16 and the like: ml_dtypes through TensorFlow
-
-        try:
-            return tf.as_dtype(dtype).as_numpy_dtype
-        except TypeError:
-            raise InvalidInput(f"inputs of dtype {dtype} are not supported by this API") from None
-
-
-def _check_depth(
-    array: np.ndarray, want: tuple[int | None, ...], where: str, channel_axis: bool = False
-) -> None:
-    """Lists nested deeper than the model's input: said here, before NumPy's iterators, which
-    stop at 32 dimensions (NumPy nests up to 64), have to walk them."""
-    if array.ndim > len(want) + channel_axis:
-        raise InvalidInput(
-            f"{where} is nested too deep (at least {array.ndim} levels of lists); "
-            f"the model takes {_shape_text(want)}"
-        )
-
-
-def _check_shape(got: tuple[int, ...], want: tuple[int | None, ...], where: str) -> None:
-    if len(got) != len(want) or any(
-        w is not None and g != w for g, w in zip(got, want, strict=False)
-    ):
-        raise InvalidInput(
-            f"{where} has shape {_shape_text(got)}; the model takes {_shape_text(want)}"
-        )
-
-
-def _shape_text(shape: tuple[int | None, ...]) -> str:
-    return "[" + ", ".join("-1" if d is None else str(d) for d in shape) + "]"
-
-
 # ---- Predict responses -------------------------------------------------------------------------
 
 
-def output_json(outputs: np.ndarray, spec: TensorInfo) -> Any:
-    """The model's output batch as TF Serving writes it: nested lists of JSON values."""
-    kind = outputs.dtype.kind
-    if kind in "iub":
-        return outputs.tolist()
-    if kind in "OSU":
-        binary = spec.name.endswith("_bytes")
-        return _strings_json(outputs.tolist(), binary)
-    return outputs.astype(float).tolist()
+def encode_predict(prediction: Prediction[PredictRequest]) -> dict[str, Any]:
+    """``predictions`` for a row-format request, ``outputs`` for a columnar one."""
+    request = prediction.request
+    outputs = prediction.outputs
+    if request.squeeze:
+        outputs = {
+            k: v[..., 0] if v.ndim >= 2 and v.shape[-1] == 1 else v for k, v in outputs.items()
+        }
+    if request.columnar:
+        if len(outputs) == 1:
+            ((name, array),) = outputs.items()
+            return {"outputs": to_json(array, name.endswith("_bytes"))}
+        return {"outputs": {k: to_json(v, k.endswith("_bytes")) for k, v in outputs.items()}}
+    sizes = {k: (len(v) if v.ndim else None) for k, v in outputs.items()}
+    if None in sizes.values() or len(set(sizes.values())) > 1:
+        raise InvalidInput(
+            "the outputs do not share a batch dimension ("
+            + ", ".join(f"{k}: {v.shape}" for k, v in outputs.items())
+            + "), which the row format needs: send 'inputs' (columnar format) instead"
+        )
+    if len(outputs) == 1:
+        ((name, array),) = outputs.items()
+        return {"predictions": to_json(array, name.endswith("_bytes"))}
+    columns = {k: to_json(v, k.endswith("_bytes")) for k, v in outputs.items()}
+    size = next(iter(sizes.values())) or 0
+    return {"predictions": [{k: column[i] for k, column in columns.items()} for i in range(size)]}
 
 
-def _strings_json(value: Any, binary: bool) -> Any:
-    if isinstance(value, list):
-        return [_strings_json(item, binary) for item in value]
-    if isinstance(value, bytes):
-        if not binary:
-            try:
-                return value.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        return {"b64": base64.b64encode(value).decode("ascii")}
-    return value
+# ---- Classify and regress ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExamplesRequest:
+    """A classify or regress body: serialized examples for the signature's one input."""
+
+    signature: str
+    inputs: Arrays
+    method: str
+
+
+async def decode_examples(
+    body: bytes, model: LoadedModel, settings: Settings, method: str
+) -> ExamplesRequest:
+    if len(body) <= INLINE_PARSE_BYTES:
+        return parse_examples_request(body, model, settings, method)
+    return await off_loop(parse_examples_request, body, model, settings, method)
+
+
+def parse_examples_request(
+    body: bytes, model: LoadedModel, settings: Settings, method: str
+) -> ExamplesRequest:
+    """A classify (``method`` CLASSIFY) or regress body -> serialized examples for a signature
+    that can answer it; 400 for a body or a signature that cannot."""
+    payload = _load_json(body)
+    if not isinstance(payload, dict):
+        raise InvalidInput("the request body must be a JSON object with 'examples'")
+    signature = signature_of(model, _signature_name(payload))
+    key = examples_input(signature, method, model.info.parses_examples)
+    if "examples" not in payload:
+        raise InvalidInput("the request has no 'examples' (a list of feature objects)")
+    serialized = serialized_examples(
+        payload["examples"],
+        payload.get("context"),
+        settings.max_review_chars,
+        settings.max_instances,
+    )
+    return ExamplesRequest(signature.name, {key: serialized}, method)
+
+
+def examples_input(signature: Signature, method: str, parses_examples: bool) -> str:
+    """The input that takes serialized examples, if the signature can answer ``method``: one
+    of that method, or a predict signature of a model that parses tf.Examples."""
+    verb = "classify" if method == CLASSIFY else "regress"
+    if signature.method != method and not (signature.method == PREDICT and parses_examples):
+        raise InvalidInput(
+            f"signature {signature.name!r} is a {signature.method} signature; :{verb} needs a "
+            f"{method} signature (or a predict signature that takes serialized tf.Examples)"
+        )
+    inputs = list(signature.inputs.values())
+    if len(inputs) != 1 or inputs[0].dtype != "string":
+        raise InvalidInput(
+            f"signature {signature.name!r} does not take serialized tf.Examples (one string "
+            f"input); :{verb} cannot feed it"
+        )
+    outputs = signature.outputs
+    if method == CLASSIFY and not ({"classes", "scores"} & set(outputs)):
+        raise InvalidInput(
+            f"signature {signature.name!r} has no 'classes' or 'scores' output to classify with"
+        )
+    if method == REGRESS and "outputs" not in outputs and len(outputs) != 1:
+        raise InvalidInput(f"signature {signature.name!r} has no 'outputs' output to regress with")
+    return inputs[0].key
+
+
+def encode_examples(prediction: Prediction[ExamplesRequest]) -> dict[str, Any]:
+    """TF Serving's ``results`` for classify (label-score pairs) or regress (values)."""
+    outputs = prediction.outputs
+    size = len(next(iter(prediction.request.inputs.values())))
+    if prediction.request.method == REGRESS:
+        values = outputs["outputs"] if "outputs" in outputs else next(iter(outputs.values()))
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.shape != (size,):
+            raise InvalidInput(
+                f"the regression output has shape {list(values.shape)}; expected [{size}] "
+                f"or [{size}, 1]"
+            )
+        return {"results": values.astype(np.float64).tolist()}
+    return {"results": _classifications(outputs, size)}
+
+
+def _classifications(outputs: Arrays, size: int) -> list[list[list[Any]]]:
+    classes = outputs.get("classes")
+    scores = outputs.get("scores")
+    for name, array in (("classes", classes), ("scores", scores)):
+        if array is not None and (array.ndim != 2 or len(array) != size):
+            raise InvalidInput(
+                f"the {name} output has shape {list(array.shape)}; classify expects "
+                f"[{size}, number of classes]"
+            )
+    count = (classes if classes is not None else scores).shape[1]  # type: ignore[union-attr]
+    labels = to_json(classes) if classes is not None else [[""] * count for _ in range(size)]
+    scored = (
+        scores.astype(np.float64).tolist()
+        if scores is not None
+        else [[0.0] * count for _ in range(size)]
+    )
+    return [
+        [
+            [label if isinstance(label, str) else "", score]
+            for label, score in zip(ls, vs, strict=False)
+        ]
+        for ls, vs in zip(labels, scored, strict=True)
+    ]
 
 
 # ---- Signatures --------------------------------------------------------------------------------
 
 
-def signature_def_json(model: LoadedModel) -> dict[str, Any]:
-    """The ``serving_default`` SignatureDef as TF Serving writes it in JSON.
+def signature_defs_json(model: LoadedModel) -> dict[str, Any]:
+    """Every signature as TF Serving's metadata API writes its SignatureDefs in JSON."""
+    return {name: _signature_json(signature) for name, signature in model.signatures.items()}
 
-    Read from the model's ``saved_model.pb`` (once per model folder), for the graph's own tensor
-    names; should that fail, made up from the loaded signature with TF2's usual names.
-    """
-    found = _signature_def_from_file(str(model.path))
-    if found is not None:
-        return found
+
+def _signature_json(signature: Signature) -> dict[str, Any]:
     return {
-        "inputs": {
-            key: _tensor_json(info, f"{SIGNATURE}_{key}:0") for key, info in model.inputs.items()
-        },
-        "outputs": {
-            key: _tensor_json(info, f"StatefulPartitionedCall:{index}")
-            for index, (key, info) in enumerate(model.outputs.items())
-        },
-        "method_name": "tensorflow/serving/predict",
+        "inputs": {key: _tensor_json(spec) for key, spec in signature.inputs.items()},
+        "outputs": {key: _tensor_json(spec) for key, spec in signature.outputs.items()},
+        "method_name": signature.method,
     }
 
 
-@functools.lru_cache(maxsize=256)
-def _signature_def_from_file(path: str) -> dict[str, Any] | None:
-    from tensorflow.core.framework import types_pb2
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    try:
-        saved = saved_model_pb2.SavedModel()
-        saved.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
-        signature = saved.meta_graphs[0].signature_def[SIGNATURE]
-    except Exception:  # read or parse error, no graph or no signature: use the fallback
-        return None
-
-    def tensor(info: Any) -> dict[str, Any]:
-        shape = info.tensor_shape
-        return {
-            "dtype": types_pb2.DataType.Name(info.dtype),
-            "tensor_shape": {
-                "dim": [{"size": str(dim.size), "name": dim.name} for dim in shape.dim],
-                "unknown_rank": shape.unknown_rank,
-            },
-            "name": info.name,
-        }
-
-    return {
-        "inputs": {key: tensor(signature.inputs[key]) for key in sorted(signature.inputs)},
-        "outputs": {key: tensor(signature.outputs[key]) for key in sorted(signature.outputs)},
-        "method_name": signature.method_name,
-    }
-
-
-def _tensor_json(info: TensorInfo, tensor_name: str) -> dict[str, Any]:
-    import tensorflow as tf
-
-    return {
-        "dtype": "DT_" + tf.as_dtype(info.dtype).name.upper(),
-        "tensor_shape": {
-            "dim": [{"size": str(-1 if d is None else d), "name": ""} for d in info.shape],
+def _tensor_json(spec: TensorSpec) -> dict[str, Any]:
+    shape: dict[str, Any]
+    if spec.shape is None:
+        shape = {"dim": [], "unknown_rank": True}
+    else:
+        shape = {
+            "dim": [{"size": str(d), "name": ""} for d in spec.dims()],
             "unknown_rank": False,
-        },
-        "name": tensor_name,
-    }
+        }
+    return {"dtype": spec.dtype_info.tf_enum_name, "tensor_shape": shape, "name": spec.tensor_name}

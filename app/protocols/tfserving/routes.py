@@ -8,9 +8,10 @@ service knows with TF Serving's states (``LOADING``, ``AVAILABLE``, ``UNLOADING`
 with the error of a version that failed to load). Predict answers carry the version that
 served them in ``X-Model-Version`` (TF Serving's body has no room for it).
 
-How bodies map to tensors, and where this differs from TF Serving, is in the codec
-(:mod:`app.protocols.tfserving.codec`). Only ``serving_default`` is served; ``:classify`` and
-``:regress`` are not.
+``:classify`` and ``:regress`` take ``examples`` (and ``context``), turned into serialized
+``tf.Example``s for a classify or regress signature. Any signature can be named with
+``signature_name``; metadata lists them all. How bodies map to tensors, and where this differs
+from TF Serving, is in the codec (:mod:`app.protocols.tfserving.codec`).
 """
 
 from __future__ import annotations
@@ -20,26 +21,30 @@ from fastapi import APIRouter, Request
 from app.api.deps import authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import NotFound
-from app.model import SIGNATURE, LoadedModel
+from app.model import LoadedModel
 from app.protocols import error_responses
 from app.protocols.tfserving import codec
 from app.protocols.tfserving.schemas import (
+    CLASSIFY_RESPONSES,
+    EXAMPLES_REQUEST_BODY,
     PREDICT_REQUEST_BODY,
     PREDICT_RESPONSES,
+    REGRESS_RESPONSES,
     ModelMetadataResponse,
     ModelStatusResponse,
     TFServingError,
 )
 from app.responses import FastJSONResponse
 from app.serving import ModelRef, ModelServer, VersionStatus, version_number
+from app.signatures import CLASSIFY, REGRESS
 
 router = APIRouter(prefix="/v1/models", tags=["TensorFlow Serving API"], route_class=RequestRoute)
 
 READ_ERRORS = error_responses(TFServingError, 401, 404, 503)
-PREDICT_ERRORS = {
-    **PREDICT_RESPONSES,
-    **error_responses(TFServingError, 400, 401, 404, 413, 503, 504, 500),
-}
+CALL_ERRORS = error_responses(TFServingError, 400, 401, 404, 413, 503, 504, 500)
+PREDICT_ERRORS = {**PREDICT_RESPONSES, **CALL_ERRORS}
+CLASSIFY_ERRORS = {**CLASSIFY_RESPONSES, **CALL_ERRORS}
+REGRESS_ERRORS = {**REGRESS_RESPONSES, **CALL_ERRORS}
 
 
 # Predict first: routes are matched in order, the busiest first.
@@ -98,6 +103,95 @@ async def _predict(request: Request, server: ModelServer, ref: ModelRef) -> Fast
     prediction = await unless_disconnected(request, server.predict(ref, decode))
     return FastJSONResponse(
         codec.encode_predict(prediction),
+        headers={"X-Model-Version": str(prediction.model.version)},
+    )
+
+
+# ---- Classify and regress -----------------------------------------------------------------------
+
+
+@router.post(
+    "/{name}:classify",
+    responses=CLASSIFY_ERRORS,
+    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    summary="Classify (latest version)",
+)
+@direct
+async def classify(request: Request, name: str) -> FastJSONResponse:
+    """TF Serving's classify API: ``examples`` -> ``results`` of [label, score] pairs."""
+    return await _examples(request, ModelRef(name), CLASSIFY)
+
+
+@router.post(
+    "/{name}/versions/{version}:classify",
+    responses=CLASSIFY_ERRORS,
+    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    summary="Classify (one version)",
+)
+@direct
+async def classify_version(request: Request, name: str, version: str) -> FastJSONResponse:
+    """TF Serving's classify API on one version of the model."""
+    return await _examples(request, ModelRef(name, version_number(version)), CLASSIFY)
+
+
+@router.post(
+    "/{name}/labels/{label}:classify",
+    responses=CLASSIFY_ERRORS,
+    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    summary="Classify (the version a label names)",
+)
+@direct
+async def classify_label(request: Request, name: str, label: str) -> FastJSONResponse:
+    """TF Serving's classify API on the version a label points at."""
+    return await _examples(request, ModelRef(name, label=label), CLASSIFY)
+
+
+@router.post(
+    "/{name}:regress",
+    responses=REGRESS_ERRORS,
+    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    summary="Regress (latest version)",
+)
+@direct
+async def regress(request: Request, name: str) -> FastJSONResponse:
+    """TF Serving's regress API: ``examples`` -> ``results``, one value each."""
+    return await _examples(request, ModelRef(name), REGRESS)
+
+
+@router.post(
+    "/{name}/versions/{version}:regress",
+    responses=REGRESS_ERRORS,
+    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    summary="Regress (one version)",
+)
+@direct
+async def regress_version(request: Request, name: str, version: str) -> FastJSONResponse:
+    """TF Serving's regress API on one version of the model."""
+    return await _examples(request, ModelRef(name, version_number(version)), REGRESS)
+
+
+@router.post(
+    "/{name}/labels/{label}:regress",
+    responses=REGRESS_ERRORS,
+    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    summary="Regress (the version a label names)",
+)
+@direct
+async def regress_label(request: Request, name: str, label: str) -> FastJSONResponse:
+    """TF Serving's regress API on the version a label points at."""
+    return await _examples(request, ModelRef(name, label=label), REGRESS)
+
+
+async def _examples(request: Request, ref: ModelRef, method: str) -> FastJSONResponse:
+    server = authorized_server(request)
+    body = await request.body()
+
+    async def decode(model: LoadedModel) -> codec.ExamplesRequest:
+        return await codec.decode_examples(body, model, server.settings, method)
+
+    prediction = await unless_disconnected(request, server.predict(ref, decode))
+    return FastJSONResponse(
+        codec.encode_examples(prediction),
         headers={"X-Model-Version": str(prediction.model.version)},
     )
 
@@ -174,7 +268,7 @@ def _status(statuses: list[VersionStatus]) -> FastJSONResponse:
     summary="Model metadata (latest version)",
 )
 async def model_metadata(name: str, request: Request) -> FastJSONResponse:
-    """TF Serving's model metadata API: the ``serving_default`` signature of the latest version."""
+    """TF Serving's model metadata API: every signature of the latest version."""
     return _metadata(authorized_server(request), ModelRef(name))
 
 
@@ -205,8 +299,6 @@ def _metadata(server: ModelServer, ref: ModelRef) -> FastJSONResponse:
     return FastJSONResponse(
         {
             "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
-            "metadata": {
-                "signature_def": {"signature_def": {SIGNATURE: codec.signature_def_json(model)}}
-            },
+            "metadata": {"signature_def": {"signature_def": codec.signature_defs_json(model)}},
         }
     )

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.model import SIGNATURE
+from app.signatures import DEFAULT_SIGNATURE
 
 
 class TFServingError(BaseModel):
@@ -126,8 +126,8 @@ PREDICT_REQUEST_BODY: dict[str, Any] = {
                 "properties": {
                     "signature_name": {
                         "type": "string",
-                        "default": SIGNATURE,
-                        "description": "Only `serving_default` is served.",
+                        "default": DEFAULT_SIGNATURE,
+                        "description": "Any signature of the model (see its metadata).",
                     },
                     "instances": {
                         "type": "array",
@@ -173,4 +173,71 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
             }
         },
     },
+}
+
+
+EXAMPLES_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["examples"],
+                "properties": {
+                    "signature_name": {
+                        "type": "string",
+                        "default": DEFAULT_SIGNATURE,
+                        "description": "A classify (or regress) signature, or a predict "
+                        "signature that takes serialized tf.Examples.",
+                    },
+                    "context": {
+                        "type": "object",
+                        "description": "Features every example shares.",
+                    },
+                    "examples": {
+                        "type": "array",
+                        "minItems": 1,
+                        "description": "One object per example, feature name -> value or list:"
+                        " whole numbers (int64), decimals (float), strings or"
+                        ' `{"b64": ...}` (bytes).',
+                        "items": {"type": "object"},
+                    },
+                },
+            },
+            "examples": {
+                "examples": {
+                    "summary": "Two examples with a shared context",
+                    "value": {
+                        "signature_name": "classify_x_to_y",
+                        "context": {"country": "fr"},
+                        "examples": [{"x": 1.0}, {"x": 2.0}],
+                    },
+                }
+            },
+        }
+    },
+}
+
+CLASSIFY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A list of [label, score] pairs per example",
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"results": {"type": "array"}}},
+                "example": {"results": [[["cat", 0.9], ["dog", 0.1]]]},
+            }
+        },
+    }
+}
+
+REGRESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One value per example",
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"results": {"type": "array"}}},
+                "example": {"results": [2.5, 3.0]},
+            }
+        },
+    }
 }
