@@ -38,6 +38,7 @@ import httpx
 import pytest
 from k8s_manifests import DEPLOY, ROOT, container_files, environment, quantity, rendered, workloads
 
+from tests.support.ci import needs
 from tests.support.server import free_port
 
 # Inside the new mount namespace: everything read-only but /proc, /sys and /dev, a fresh
@@ -87,9 +88,10 @@ def _sandbox_or_skip() -> None:
         if probe.returncode != 0:
             reason = f"cannot make a mount namespace: {probe.stderr.strip()}"
     if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"the pod test needs Linux mount namespaces as root: {reason}")
-        pytest.skip(f"the pod test needs Linux mount namespaces as root: {reason}")
+        needs(
+            f"the pod test needs Linux mount namespaces as root: {reason}",
+            "run it as root on Linux with util-linux installed (apt-get install util-linux)",
+        )
 
 
 @pytest.fixture(scope="module")
