@@ -20,6 +20,7 @@ from PIL import Image
 from app.config import Settings
 from app.main import create_app
 from tests.support.ci import SkipsFailInCI, needs
+from tests.support.hangs import TeardownGuard
 from tests.support.server import default_settings
 from training.data import default_data_dir, imdb_local_path, mnist_local_path
 
@@ -82,6 +83,7 @@ def png(pixels: np.ndarray) -> bytes:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # A plugin rather than this file's own hooks: those do not see a skip raised while pytest
+    # Plugins rather than this file's own hooks: those do not see a skip raised while pytest
     # imports a folder's conftest.py (as tests/browser's would, were playwright missing).
     config.pluginmanager.register(SkipsFailInCI(), "skips-fail-in-ci")
+    config.pluginmanager.register(TeardownGuard(), "teardown-guard")

@@ -244,6 +244,7 @@ def served(model_dir: Path, tmp_path: Path) -> Iterator[tuple[str, object, Path]
     stop_server(proc)
 
 
+@pytest.mark.timeout(900)  # four swaps, each of which may wait SWAP_WAIT_S for a load
 def test_versions_change_under_load_and_no_request_fails(
     served: tuple[str, object, Path], model_dir: Path
 ) -> None:
