@@ -1,4 +1,8 @@
-"""Shared fixtures: the committed models, an in-process client, and the data sets (or a skip)."""
+"""Shared fixtures: the committed models, an in-process client, and the data sets (or a skip).
+
+In CI (``CI=true``) no test may be skipped for something missing: ``SkipsFailInCI``, registered
+below, reports such a skip as a failure (``tests/support/ci.py``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from PIL import Image
 
 from app.config import Settings
 from app.main import create_app
+from tests.support.ci import SkipsFailInCI, needs
+from tests.support.hangs import TeardownGuard
 from tests.support.server import default_settings
 from training.data import default_data_dir, imdb_local_path, mnist_local_path
 
@@ -34,21 +40,20 @@ def _online(host: str) -> bool:
 
 
 def _data_or_skip(local: Path | None, host: str, what: str) -> None:
-    """Skip unless the data set is in DATA_DIR or can be downloaded (never with
-    TESTS_OFFLINE=1, which ``make test-fast`` sets)."""
+    """Go on if the data set is in DATA_DIR or can be downloaded (never with TESTS_OFFLINE=1,
+    which ``make test-fast`` sets); else skip, or in CI fail, saying where to put it."""
     if local is not None:
         return
+    fix = f"put it in {default_data_dir()} or set DATA_DIR to the folder that holds it"
     if os.environ.get("TESTS_OFFLINE"):
-        pytest.skip(f"{what} is not in {default_data_dir()} (set DATA_DIR); TESTS_OFFLINE is set")
+        needs(f"{what} is not there and TESTS_OFFLINE is set", fix)
     if not _online(host):
-        pytest.skip(
-            f"{what} is not in {default_data_dir()} (set DATA_DIR) and {host} is unreachable"
-        )
+        needs(f"{what} is not there and {host} is unreachable", fix)
 
 
 @pytest.fixture(scope="session")
 def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """MNIST from DATA_DIR / ../shared/data, else downloaded, else the test is skipped."""
+    """MNIST from DATA_DIR, else downloaded, else the test is skipped (in CI: fails)."""
     _data_or_skip(mnist_local_path(), "storage.googleapis.com", "mnist.npz")
     from training.data import load_mnist
 
@@ -57,7 +62,7 @@ def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
 
 @pytest.fixture(scope="session")
 def imdb() -> tuple[tuple[list[str], np.ndarray], tuple[list[str], np.ndarray]]:
-    """IMDB reviews from DATA_DIR / ../shared/data, else downloaded, else skipped."""
+    """IMDB reviews from DATA_DIR, else downloaded, else skipped (in CI: fails)."""
     _data_or_skip(imdb_local_path(), "ai.stanford.edu", "aclImdb.tar.gz")
     from training.data import load_imdb
 
@@ -75,3 +80,10 @@ def png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels.astype(np.uint8)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Plugins rather than this file's own hooks: those do not see a skip raised while pytest
+    # imports a folder's conftest.py (as tests/browser's would, were playwright missing).
+    config.pluginmanager.register(SkipsFailInCI(), "skips-fail-in-ci")
+    config.pluginmanager.register(TeardownGuard(), "teardown-guard")

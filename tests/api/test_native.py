@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import png
+from tests.support.drawn_digits import mnist_like
 
 POSITIVE = "A wonderful, moving film. The acting is superb and the story is beautiful."
 NEGATIVE = "Awful. A boring plot, terrible acting and a complete waste of time."
@@ -47,27 +48,26 @@ def test_sentiment_accepts_control_characters_and_emoji(client: TestClient) -> N
     assert 0 <= response.json()["predictions"][0]["score"] <= 1
 
 
-def test_digits_predicts_each_uploaded_image(client: TestClient, mnist) -> None:
-    (_, _), (x_test, y_test) = mnist
-    files = [("file", (f"{i}.png", png(x_test[i]), "image/png")) for i in range(10)]
+def test_digits_predicts_each_uploaded_image(client: TestClient) -> None:
+    files = [("file", (f"{i}.png", png(mnist_like(i)), "image/png")) for i in range(10)]
     response = client.post("/v1/digits/predict", files=files)
     assert response.status_code == 200
     body = response.json()
     assert body["model"] == "digits"
     digits = [p["digit"] for p in body["predictions"]]
-    assert digits == y_test[:10].tolist()
+    assert digits == list(range(10))
     for prediction in body["predictions"]:
         assert len(prediction["probabilities"]) == 10
         assert abs(sum(prediction["probabilities"]) - 1) < 1e-4
         assert prediction["digit"] == int(np.argmax(prediction["probabilities"]))
 
 
-def test_digits_reads_black_on_white_drawings(client: TestClient, mnist) -> None:
-    (_, _), (x_test, y_test) = mnist
-    drawing = np.kron(255 - x_test[0], np.ones((10, 10), dtype=np.uint8))  # 280x280, inverted
-    response = client.post("/v1/digits/predict", files={"file": ("d.png", png(drawing))})
-    assert response.status_code == 200
-    assert response.json()["predictions"][0]["digit"] == int(y_test[0])
+def test_digits_reads_black_on_white_drawings(client: TestClient) -> None:
+    for digit in (3, 7):
+        drawing = np.kron(255 - mnist_like(digit), np.ones((10, 10), dtype=np.uint8))  # 280x280
+        response = client.post("/v1/digits/predict", files={"file": ("d.png", png(drawing))})
+        assert response.status_code == 200
+        assert response.json()["predictions"][0]["digit"] == digit
 
 
 def test_models_lists_both_with_signatures(client: TestClient) -> None:

@@ -448,9 +448,8 @@ class RowSum(tf.Module):
 
 
 @pytest.fixture(scope="module")
-def multi_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """sentiment versions 1 and 2 (copies, both served), digits, two toy models; an API key
-    required."""
+def multi_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sentiment versions 1 and 2 (copies), digits, two toy models."""
     model_dir = tmp_path_factory.mktemp("models")
     shutil.copytree(MODELS / "sentiment" / "1", model_dir / "sentiment" / "1")
     shutil.copytree(MODELS / "sentiment" / "1", model_dir / "sentiment" / "2")
@@ -459,9 +458,27 @@ def multi_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClien
         tf.saved_model.save(
             module, str(model_dir / name / "123"), signatures={"serving_default": module.serve}
         )
+    return model_dir
+
+
+def serving(model_dir: Path) -> TestClient:
+    """The app on ``model_dir``, every version served, an API key required."""
     settings = Settings(model_dir=model_dir, api_keys=API_KEY, model_version_policy="all")
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {API_KEY}"}) as c:
-        yield c
+    return TestClient(create_app(settings), headers={"Authorization": f"Bearer {API_KEY}"})
+
+
+@pytest.fixture(scope="module")
+def multi_client(multi_model_dir: Path) -> Iterator[TestClient]:
+    """Shared by the tests that leave the app as they found it."""
+    with serving(multi_model_dir) as client:
+        yield client
+
+
+@pytest.fixture
+def own_multi_client(multi_model_dir: Path) -> Iterator[TestClient]:
+    """For a test that changes the app (stops a batcher): its own, gone after it."""
+    with serving(multi_model_dir) as client:
+        yield client
 
 
 def test_two_versions_are_each_addressable(multi_client: TestClient) -> None:
@@ -487,8 +504,11 @@ def test_two_versions_are_each_addressable(multi_client: TestClient) -> None:
         assert response.json()["predictions"] == close_to(expected)
 
 
-def test_unversioned_predict_is_served_by_the_highest_version(multi_client: TestClient) -> None:
+def test_unversioned_predict_is_served_by_the_highest_version(
+    own_multi_client: TestClient,
+) -> None:
     """Stop version 1's batcher: the unversioned path still answers, so version 2 serves it."""
+    multi_client = own_multi_client
     server = multi_client.app.state.server
     multi_client.portal.call(server.resolve(ModelRef("sentiment", 1)).batcher.close)
     stopped = multi_client.post(

@@ -1,8 +1,9 @@
 """Real headless Chromium (Debian's ``chromium``) on a real server, with the outside world cut off.
 
 ``browser`` launches the system Chromium through playwright's ``executable_path``; playwright
-never downloads a browser here. Where Chromium is missing, the tests are skipped with the
-reason, except in CI (``CI=true``), where that is a failure: ``.ci/run`` installs it.
+never downloads a browser here. Where playwright or Chromium is missing, the tests are skipped
+saying what to install, except in CI (``CI=true``), where that is a failure: ``make test``
+installs playwright and ``.ci/run`` installs Chromium.
 
 ``Session`` (the ``session_for`` fixture) opens a page on a server whose every request is
 watched: anything not for that server (another host, another port) is aborted and recorded,
@@ -20,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ci import needs
 from tests.support.server import start_server, stop_server
 
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
-)
+try:
+    from playwright import sync_api as playwright_api
+except ImportError:  # the browser fixture says what to install (in CI: fails)
+    playwright_api = None
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -53,12 +56,11 @@ def chromium_path() -> str | None:
 def browser() -> Iterator[object]:
     """Chromium, for one module's tests. Not longer: playwright's sync API keeps an event loop
     running in this thread while it is open, and later tests' ``asyncio.run()`` would fail."""
+    if playwright_api is None:
+        needs("playwright is not installed", "pip install -r requirements/dev.txt (make test does)")
     executable = chromium_path()
     if executable is None:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}: .ci/run should have installed it")
-        pytest.skip(message)
+        needs("Debian's chromium is not installed", "apt-get install chromium (.ci/run does)")
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield launched

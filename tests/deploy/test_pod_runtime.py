@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ import httpx
 import pytest
 from k8s_manifests import DEPLOY, ROOT, container_files, environment, quantity, rendered, workloads
 
+from tests.support.ci import needs
 from tests.support.server import free_port
 
 # Inside the new mount namespace: everything read-only but /proc, /sys and /dev, a fresh
@@ -87,9 +89,10 @@ def _sandbox_or_skip() -> None:
         if probe.returncode != 0:
             reason = f"cannot make a mount namespace: {probe.stderr.strip()}"
     if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"the pod test needs Linux mount namespaces as root: {reason}")
-        pytest.skip(f"the pod test needs Linux mount namespaces as root: {reason}")
+        needs(
+            f"the pod test needs Linux mount namespaces as root: {reason}",
+            "run it as root on Linux with util-linux installed (apt-get install util-linux)",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +115,8 @@ def manifest() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def pod(
+@contextmanager
+def running_pod(
     manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     """The server in its sandbox: {"process", "url", "api_key", "log", "workers"}."""
@@ -165,6 +168,15 @@ def pod(
             process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def pod(
+    manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """One pod for the tests that leave it running."""
+    with running_pod(manifest, tmp_path_factory) as running:
+        yield running
+
+
 def _log(pod: dict) -> str:
     return Path(pod["log"]).read_text()[-4000:]
 
@@ -178,9 +190,8 @@ def _probe(pod: dict, probe: dict[str, Any]) -> int | None:
     return response.status_code
 
 
-@pytest.fixture(scope="module")
-def started(pod: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """The pod once its startup probe succeeded, within the probe's budget."""
+def wait_started(pod: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """``pod`` once its startup probe succeeded, within the probe's budget."""
     probe = manifest["container"]["startupProbe"]
     budget = (
         probe.get("initialDelaySeconds", 0) + probe["periodSeconds"] * probe["failureThreshold"]
@@ -193,6 +204,21 @@ def started(pod: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
             return pod
         time.sleep(0.5)
     pytest.fail(f"the startup probe did not succeed within {budget} s:\n{_log(pod)}")
+
+
+@pytest.fixture(scope="module")
+def started(pod: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """The module's pod once its startup probe succeeded."""
+    return wait_started(pod, manifest)
+
+
+@pytest.fixture
+def started_to_stop(
+    manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """A pod of its own for the test that stops it: the others may run after it, in any order."""
+    with running_pod(manifest, tmp_path_factory) as pod:
+        yield wait_started(pod, manifest)
 
 
 def test_probes_answer_200_once_started(started: dict, manifest: dict[str, Any]) -> None:
@@ -230,8 +256,9 @@ def test_workers_keep_their_metrics_on_the_tmp_volume(started: dict) -> None:
 
 
 def test_sigterm_after_the_pre_stop_pause_exits_within_the_grace_period(
-    started: dict, manifest: dict[str, Any]
+    started_to_stop: dict, manifest: dict[str, Any]
 ) -> None:
+    started = started_to_stop
     pre_stop = manifest["container"]["lifecycle"]["preStop"]["sleep"]["seconds"]
     left = manifest["pod"]["terminationGracePeriodSeconds"] - pre_stop
     process = started["process"]

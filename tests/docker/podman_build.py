@@ -33,6 +33,8 @@ from typing import Any
 import pytest
 from container_files import ROOT
 
+from tests.support.ci import in_ci
+
 TOOLS = ("podman", "buildah", "debootstrap")
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 # Debian's release whose Python is the Dockerfile's PYTHON_VERSION (bookworm: 3.11).
@@ -40,10 +42,6 @@ DEBIAN_SUITES = {"3.11": "bookworm"}
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 LOCK_FILE = Path(tempfile.gettempdir()) / "keras-inference-service-base.lock"
 STAND_IN_LABEL = "io.keras-inference-service.stand-in"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def unavailable(reason: str) -> None:

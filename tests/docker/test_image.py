@@ -52,7 +52,9 @@ from app.workers import decide, read_resources
 from tests.conftest import png
 from tests.support.server import free_port
 
-pytestmark = pytest.mark.slow
+# The first test waits for the build: from empty Podman storage, the stand-in base image and
+# the image itself (and, in CI, installing Podman): far past the suite's 300 s per test.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 MAX_IMAGE_BYTES = 1_300_000_000  # the CPU flavour's budget (issue 18), as Podman counts size
 READY_TIMEOUT_S = 180

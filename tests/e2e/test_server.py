@@ -16,6 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MODELS, png
+from tests.support.ci import not_applicable
 from tests.support.server import free_port, server_log, start_server, stop_server
 from tests.support.waiting import wait_until
 
@@ -243,7 +244,7 @@ def test_device_gpu_without_a_gpu_stops_start_up() -> None:
     import tensorflow as tf
 
     if tf.config.list_physical_devices("GPU"):
-        pytest.skip("this machine has a GPU")
+        not_applicable("this machine has a GPU")
     env = {**os.environ, "MODEL_DIR": str(MODELS), "DEVICE": "gpu", "PORT": str(free_port())}
     done = subprocess.run(
         [sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=120

@@ -1,18 +1,27 @@
-"""A TensorFlow Serving client, written as TF Serving's examples are, against a real uvicorn."""
+"""A TensorFlow Serving client, written as TF Serving's examples are, against a real uvicorn.
+
+The server is the service with the test-only fault switch of ``tests/support/faulty_app.py``
+(no fault but while a test holds a model), so that a test can show that both APIs queue on
+the same batcher.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.inputs import decode_digit
 from tests.conftest import MODELS, png
 from tests.support.server import start_server, stop_server
+from tests.support.waiting import wait_until
 
 REVIEWS = [
     "An absolute masterpiece, moving and beautifully acted.",
@@ -20,13 +29,52 @@ REVIEWS = [
 ]
 
 
+@dataclass
+class Served:
+    url: str
+    fault_file: Path
+
+    def fault(self, spec: str) -> None:
+        self.fault_file.write_text(spec)
+
+    def model_calls(self, model: str) -> list[int]:
+        """Instances of each call that reached ``model`` so far, in order."""
+        path = self.fault_file.with_name(self.fault_file.name + ".calls")
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [int(n) for name, n in (line.split() for line in lines) if name == model]
+
+    def queued(self, model: str) -> float:
+        """``model_queue_depth`` of ``model``, all its versions together."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "model_queue_depth" and sample.labels.get("model") == model
+        )
+
+
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    proc, base_url = start_server({"MODEL_DIR": str(MODELS)})
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    fault_file = tmp_path_factory.mktemp("fault") / "fault"
+    fault_file.write_text("")
+    env = {
+        "MODEL_DIR": str(MODELS),
+        "FAULT_FILE": str(fault_file),
+        "MAX_BATCH_SIZE": "64",
+        "MAX_CONCURRENT_BATCHES": "1",
+        "REQUEST_TIMEOUT_S": "60",  # a held call waits for the others to queue
+    }
+    proc, base_url = start_server(env, target="tests.support.faulty_app:app")
     try:
-        yield base_url
+        yield Served(base_url, fault_file)
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def url(served: Served) -> str:
+    return served.url
 
 
 def digit_images() -> np.ndarray:
@@ -103,20 +151,43 @@ def test_errors_are_tf_serving_style(url: str) -> None:
     assert set(bad.json()) == {"error"}
 
 
-async def test_both_apis_at_once_share_the_batchers(url: str) -> None:
-    """Concurrent requests through both APIs, all answered, each with the same scores."""
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        requests = []
-        for i in range(24):
-            if i % 2:
-                requests.append(client.post("/v1/sentiment/predict", json={"reviews": REVIEWS}))
-            else:
-                requests.append(
-                    client.post("/v1/models/sentiment:predict", json={"instances": REVIEWS})
-                )
-        responses = await asyncio.gather(*requests)
+def test_both_apis_at_once_share_the_batchers(served: Served) -> None:
+    """Requests through both APIs wait on one queue and go to the model together.
+
+    Sentiment's one model call is held; 12 requests through each API (2 reviews each) queue
+    behind it, and once it is let go the next call takes all 48 instances at once.
+    """
+    send = {
+        "native": lambda client: client.post("/v1/sentiment/predict", json={"reviews": REVIEWS}),
+        "tf serving": lambda client: client.post(
+            "/v1/models/sentiment:predict", json={"instances": REVIEWS}
+        ),
+    }
+    first_len = len(served.model_calls("sentiment"))
+    kinds = ["native", "tf serving"] * 12
+    with httpx.Client(base_url=served.url, timeout=90) as client, ThreadPoolExecutor(25) as pool:
+        served.fault("block:sentiment")
+        try:
+            held = pool.submit(client.post, "/v1/sentiment/predict", json={"reviews": ["held"]})
+            wait_until(lambda: served.model_calls("sentiment")[first_len:] == [1], "one call held")
+            futures = [pool.submit(send[kind], client) for kind in kinds]
+            wait_until(
+                lambda: served.queued("sentiment") == 2 * len(kinds),
+                lambda: (
+                    f"both APIs' {2 * len(kinds)} instances queued on sentiment's batcher: "
+                    f"{served.queued('sentiment'):g} queued, calls since "
+                    f"{served.model_calls('sentiment')[first_len:]}"
+                ),
+            )
+        finally:
+            served.fault("")  # lets the held call go (the clients' too, on a failure)
+        responses = [future.result() for future in futures]
+        assert held.result().status_code == 200
     assert [r.status_code for r in responses] == [200] * len(responses)
-    native = [[p["score"] for p in r.json()["predictions"]] for r in responses[1::2]]
-    tf_serving = [r.json()["predictions"] for r in responses[::2]]
+    # One call for the held request, then one for everything both APIs queued behind it.
+    assert served.model_calls("sentiment")[first_len:] == [1, 2 * len(kinds)]
+    pairs = list(zip(kinds, responses, strict=True))
+    native = [[p["score"] for p in r.json()["predictions"]] for k, r in pairs if k == "native"]
+    tf_serving = [r.json()["predictions"] for k, r in pairs if k == "tf serving"]
     for scores in native + tf_serving:
         assert scores == pytest.approx(native[0], rel=1e-5, abs=1e-6)

@@ -4,7 +4,8 @@
   body-cap tests send little, and a 60 s deadline, so that a burst of huge images decoding
   one per core is answered in full on a slow machine;
 * ``busy_server``: a queue of 4 instances per model and a 250 ms batch delay (so bursts overflow it),
-  API keys required and /metrics closed;
+  API keys required and /metrics closed; ``tests.support.faulty_app`` with a fault file (empty
+  but while a test holds the model to keep the queue full);
 * ``faulty_server``: ``tests.support.faulty_app`` with a fault file the tests write, a 3 s
   request timeout, and one API key (with /metrics left public); tests take it through
   ``faulty``, which clears the fault before and after.
@@ -17,7 +18,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.robustness.helpers import API_KEYS, BUSY_QUEUE, MAX_REQUEST_BYTES, Server, answers
+from tests.robustness.helpers import (
+    API_KEYS,
+    BUSY_QUEUE,
+    FAULTY_TIMEOUT_S,
+    MAX_REQUEST_BYTES,
+    Server,
+    answers,
+)
 from tests.support.server import start_server, stop_server
 from tests.support.waiting import wait_until
 
@@ -42,16 +50,21 @@ def server() -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def busy_server() -> Iterator[Server]:
+def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    fault_file = tmp_path_factory.mktemp("busy-fault") / "fault"
+    fault_file.write_text("")
     proc, url = start_server(
         {
             "MAX_QUEUE_SIZE": str(BUSY_QUEUE),
             "MAX_BATCH_DELAY_MS": "250",
+            "MAX_CONCURRENT_BATCHES": "1",  # a held call holds the model: the queue fills
             "API_KEYS": ",".join(API_KEYS),
             "METRICS_PUBLIC": "false",
-        }
+            "FAULT_FILE": str(fault_file),
+        },
+        target="tests.support.faulty_app:app",
     )
-    yield Server(proc, url)
+    yield Server(proc, url, fault_file)
     stop_server(proc)
 
 
@@ -64,7 +77,7 @@ def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "FAULT_FILE": str(fault_file),
             # Long enough that a client's disconnect is noticed well before its deadline on a
             # loaded machine (the disconnect tests tell the two apart), short for the 504 tests.
-            "REQUEST_TIMEOUT_S": "3",
+            "REQUEST_TIMEOUT_S": f"{FAULTY_TIMEOUT_S:g}",
             "API_KEYS": API_KEYS[1],
             "MAX_CONCURRENT_BATCHES": "2",  # the hang tests hold both model threads
         },

@@ -28,6 +28,7 @@ API_KEYS = (
     "robust-key-2",
 )  # both on ``busy_server``, the second on ``faulty_server``
 FAULTY_AUTH = {"Authorization": f"Bearer {API_KEYS[1]}"}  # ``faulty_server``'s key
+FAULTY_TIMEOUT_S = 3.0  # ``faulty_server``'s REQUEST_TIMEOUT_S
 
 REVIEWS = [
     "An absolute masterpiece, moving and beautifully acted.",

@@ -97,6 +97,7 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(SECONDS + 600)  # the load itself, then start-up and checks
 def test_soak_mixed_load(mnist) -> None:
     requests = mixed_requests(mnist)
     proc, url = start_server({}, python_m_app=True)

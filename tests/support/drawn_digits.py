@@ -1,5 +1,8 @@
 """Digits as people make them, for the tests of the digit framing: drawn, or MNIST's re-framed.
 
+``mnist_like(digit)`` draws a digit as MNIST frames its own: what a test that needs a few
+digits uses, so that it runs without the data set.
+
 ``draw(digit, ...)`` draws one of ten hand-written stroke shapes with Pillow, at any size, pen
 width, position and polarity, the way a drawing pad or a paint program would. ``REFRAMINGS``
 turn an MNIST test image into the 28x28 images and canvases people make of the same digit:
@@ -81,6 +84,12 @@ def draw(
             canvas.ellipse((x - r, y - r, x + r, y + r), fill=ink)
     reduced = image.resize((width, height), Image.Resampling.BOX)
     return np.asarray(reduced, dtype=np.uint8)
+
+
+def mnist_like(digit: int, pen: float = 2.2) -> np.ndarray:
+    """28x28, white on black, the digit about 18 pixels tall in the middle, as MNIST's digits
+    are: for the tests that need a few digits, not the data set."""
+    return draw(digit, (28, 28), (0.27, 0.17, 0.73, 0.83), pen=pen, ink=255, paper=0)
 
 
 def png(pixels: np.ndarray, mode: str | None = None) -> bytes:

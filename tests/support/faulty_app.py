@@ -12,20 +12,34 @@ empty: no fault):
   fault file says something else, then runs the real model; so a test holds a call exactly as
   long as it needs, and lets it go by writing the file.
 
+One fault holds requests before they reach a batcher:
+
+* ``block-decode`` or ``block-decode:<model>``: a request that has resolved its version (and
+  holds its lease) waits before decoding, without blocking the event loop, until the fault file
+  says something else; then it decodes and queues as usual. Each request that starts waiting
+  first appends ``<model> <version>`` to ``<FAULT_FILE>.decodes``. So a test can hold requests
+  between picking a version and queuing on its batcher while that version is swapped out.
+
 ``GET /faults/bug`` raises RuntimeError, as a bug in a route would.
 
-The hook lives here, not in ``app/``: this test-only process wraps
+The hooks live here, not in ``app/``: this test-only process wraps
 ``ModelServer.servable_for``, so every version the server publishes, at start-up or loaded
 later by the lifecycle, calls its model (``LoadedModel.call``, every signature) through the
-fault switch (warm-up calls do not).
+fault switch (warm-up calls do not), and
+``ModelServer.predict``, the one path of every protocol (resolve a version, take its lease,
+``await decode(model)``, queue on the batcher), so the decode callable of every request goes
+through the fault switch too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -33,7 +47,7 @@ from fastapi import FastAPI
 from app.batching import PredictFn
 from app.main import create_app
 from app.model import LoadedModel
-from app.serving import ModelServer, Servable
+from app.serving import ModelRef, ModelServer, Prediction, Servable
 from app.signatures import Signature
 
 BLOCK_POLL_S = 0.01  # how often a blocked call looks at the fault file again
@@ -50,17 +64,21 @@ def current_fault() -> str:
         return ""
 
 
-def blocks(fault: str, model: str) -> bool:
-    """Whether ``fault`` holds the calls of ``model``."""
-    kind, _, which = fault.partition(":")
-    return kind == "block" and which in ("", model)
+def blocks(fault: str, model: str, kind: str = "block") -> bool:
+    """Whether ``fault`` holds the calls (``kind="block-decode"``: the decoding) of ``model``."""
+    given, _, which = fault.partition(":")
+    return given == kind and which in ("", model)
+
+
+def record(suffix: str, line: str) -> None:
+    path = os.environ.get("FAULT_FILE")
+    if path:
+        with _calls_lock, open(f"{path}.{suffix}", "a") as records:
+            records.write(f"{line}\n")
 
 
 def record_call(model: str, instances: int) -> None:
-    path = os.environ.get("FAULT_FILE")
-    if path:
-        with _calls_lock, open(f"{path}.calls", "a") as calls:
-            calls.write(f"{model} {instances}\n")
+    record("calls", f"{model} {instances}")
 
 
 def with_fault(predict: PredictFn, model: str) -> PredictFn:
@@ -95,8 +113,26 @@ def servable_with_faults(self: ModelServer, model: LoadedModel) -> Servable:
     return _servable_for(self, model)
 
 
+_predict = ModelServer.predict
+
+
+async def predict_with_faults(
+    self: ModelServer, ref: ModelRef, decode: Callable[[LoadedModel], Awaitable[Any]]
+) -> Prediction[Any]:
+    async def faulty_decode(model: LoadedModel) -> Any:
+        if blocks(current_fault(), model.name, "block-decode"):
+            record("decodes", f"{model.name} {model.version}")
+            # The fault file is the only signal there is: polled, off the event loop's way.
+            while blocks(current_fault(), model.name, "block-decode"):  # noqa: ASYNC110
+                await asyncio.sleep(BLOCK_POLL_S)
+        return await decode(model)
+
+    return await _predict(self, ref, faulty_decode)
+
+
 def create_faulty_app() -> FastAPI:
     ModelServer.servable_for = servable_with_faults  # type: ignore[method-assign]
+    ModelServer.predict = predict_with_faults  # type: ignore[method-assign]
     app = create_app()
 
     @app.get("/faults/bug", include_in_schema=False)

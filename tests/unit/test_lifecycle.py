@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from app.config import Settings
 from app.errors import NotFound
 from app.lifecycle import Lifecycle
 from app.model import ModelLoadError
-from app.serving import ModelRef, ModelServer, ModelState
+from app.serving import ModelRef, ModelServer, ModelState, Servable
 from tests.conftest import MODELS
 from tests.support.waiting import until
 
@@ -70,6 +71,32 @@ async def poll(lifecycle: Lifecycle, times: int = 1) -> None:
         await lifecycle.idle()
 
 
+class Lease:
+    """A request's hold on a version, as ``ModelServer.predict`` takes one; released once."""
+
+    def __init__(self, servable: Servable) -> None:
+        self.servable = servable
+        self.held = True
+        servable.acquire()
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.servable.release()
+
+
+@contextmanager
+def lease(servable: Servable) -> Iterator[Lease]:
+    """Hold ``servable`` as a request would; released on the way out if the test has not, so
+    that a failed assertion fails the test instead of leaving the teardown's unload waiting
+    for the lease forever."""
+    held = Lease(servable)
+    try:
+        yield held
+    finally:
+        held.release()
+
+
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
     root = tmp_path / "models"
@@ -103,21 +130,21 @@ async def test_a_new_version_replaces_the_old_once_loaded(
     running: tuple[Lifecycle, ModelServer], model_dir: Path
 ) -> None:
     lifecycle, server = running
-    old = server.resolve(ModelRef("sentiment"))
-    old.acquire()  # a request that resolved version 1 before the swap and is still running
-    publish(model_dir, "sentiment", 2)
-    await poll(lifecycle)  # first sight: not loaded until it has stood still for a poll
-    assert states(server) == {1: "AVAILABLE"}
-    await lifecycle.poll_once()
-    await until(
-        lambda: states(server) == {1: "UNLOADING", 2: "AVAILABLE"},
-        lambda: f"version 2 available, 1 unloading: {states(server)}",
-    )
-    assert served(server, ModelRef("sentiment")) == 2  # new requests get version 2 at once
-    # The request holding version 1 still gets its answer from it.
-    assert len((await old.batcher.predict(REVIEW))["positive_probability"]) == 1
-    old.release()
-    await lifecycle.idle()
+    # A request that resolved version 1 before the swap and is still running.
+    with lease(server.resolve(ModelRef("sentiment"))) as old:
+        publish(model_dir, "sentiment", 2)
+        await poll(lifecycle)  # first sight: not loaded until it has stood still for a poll
+        assert states(server) == {1: "AVAILABLE"}
+        await lifecycle.poll_once()
+        await until(
+            lambda: states(server) == {1: "UNLOADING", 2: "AVAILABLE"},
+            lambda: f"version 2 available, 1 unloading: {states(server)}",
+        )
+        assert served(server, ModelRef("sentiment")) == 2  # new requests get version 2 at once
+        # The request holding version 1 still gets its answer from it.
+        assert len((await old.servable.batcher.predict(REVIEW))["positive_probability"]) == 1
+        old.release()
+        await lifecycle.idle()
     assert states(server) == {1: "END", 2: "AVAILABLE"}
     with pytest.raises(NotFound):
         server.resolve(ModelRef("sentiment", 1))
