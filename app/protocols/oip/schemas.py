@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app import __version__
+
 
 class OIPError(BaseModel):
     error: str = Field(examples=["model 'digtis' is not served (served: digits, sentiment)"])
@@ -17,7 +19,7 @@ class OIPError(BaseModel):
 
 class ServerMetadata(BaseModel):
     name: str = Field(examples=["keras-inference-service"])
-    version: str = Field(examples=["0.1.0"])
+    version: str = Field(examples=[__version__])
     extensions: list[str] = Field(examples=[["binary_tensor_data", "model_configuration"]])
 
 
