@@ -34,21 +34,21 @@ def _online(host: str) -> bool:
 
 
 def _data_or_skip(local: Path | None, host: str, what: str) -> None:
-    """Skip unless the data set is in DATA_DIR or can be downloaded (never with
-    TESTS_OFFLINE=1, which ``make test-fast`` sets)."""
+    """Skip unless the data set is on this disk (in DATA_DIR or Keras' cache) or can be
+    downloaded (never with TESTS_OFFLINE=1, which ``make test-fast`` sets)."""
     if local is not None:
         return
+    where = f"not in DATA_DIR={default_data_dir()} nor" if default_data_dir() else "not in"
+    missing = f"{what} is {where} Keras' cache (set DATA_DIR to a folder of local copies)"
     if os.environ.get("TESTS_OFFLINE"):
-        pytest.skip(f"{what} is not in {default_data_dir()} (set DATA_DIR); TESTS_OFFLINE is set")
+        pytest.skip(f"{missing}; TESTS_OFFLINE is set")
     if not _online(host):
-        pytest.skip(
-            f"{what} is not in {default_data_dir()} (set DATA_DIR) and {host} is unreachable"
-        )
+        pytest.skip(f"{missing}, and {host} is unreachable")
 
 
 @pytest.fixture(scope="session")
 def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """MNIST from DATA_DIR / ../shared/data, else downloaded, else the test is skipped."""
+    """MNIST from DATA_DIR or Keras' cache, else downloaded, else the test is skipped."""
     _data_or_skip(mnist_local_path(), "storage.googleapis.com", "mnist.npz")
     from training.data import load_mnist
 
@@ -57,7 +57,7 @@ def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
 
 @pytest.fixture(scope="session")
 def imdb() -> tuple[tuple[list[str], np.ndarray], tuple[list[str], np.ndarray]]:
-    """IMDB reviews from DATA_DIR / ../shared/data, else downloaded, else skipped."""
+    """IMDB reviews from DATA_DIR or Keras' cache, else downloaded, else skipped."""
     _data_or_skip(imdb_local_path(), "ai.stanford.edu", "aclImdb.tar.gz")
     from training.data import load_imdb
 
