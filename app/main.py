@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
         docs_url=None,  # app.api.docs serves /docs and /redoc from local files, not a CDN
         redoc_url=None,
     )
+    docs.install_openapi(app)
     app.state.settings = settings
     app.state.server = None
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)

@@ -15,14 +15,24 @@ How bodies map to tensors, and where this differs from TF Serving, is in the cod
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from app.api.deps import authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import NotFound
 from app.model import SIGNATURE, LoadedModel
-from app.protocols import error_responses
-from app.protocols.tfserving import codec
+from app.protocols import (
+    BODY_TOO_LARGE,
+    NOT_READY,
+    UNAUTHORIZED,
+    UNKNOWN_MODEL,
+    ErrorExample,
+    error_responses,
+    model_call_errors,
+)
+from app.protocols.tfserving import codec, error_body
 from app.protocols.tfserving.schemas import (
     PREDICT_REQUEST_BODY,
     PREDICT_RESPONSES,
@@ -35,11 +45,46 @@ from app.serving import ModelRef, ModelServer, VersionStatus, version_number
 
 router = APIRouter(prefix="/v1/models", tags=["TensorFlow Serving API"], route_class=RequestRoute)
 
-READ_ERRORS = error_responses(TFServingError, 401, 404, 503)
-PREDICT_ERRORS = {
-    **PREDICT_RESPONSES,
-    **error_responses(TFServingError, 400, 401, 404, 413, 503, 504, 500),
+
+def _errors(examples: dict[int, ErrorExample]) -> dict[int | str, dict[str, Any]]:
+    return error_responses(TFServingError, error_body, {401: UNAUTHORIZED, **examples})
+
+
+NO_SUCH_VERSION: ErrorExample = (
+    "not_found",
+    "model 'sentiment' version 3 is not available; available versions: 1",
+)
+NO_SUCH_LABEL: ErrorExample = (
+    "not_found",
+    "model 'sentiment' has no label 'canary' (labels: stable)",
+)
+_PREDICT_ERRORS: dict[int, ErrorExample] = {
+    400: (
+        "invalid_input",
+        'instances[0] is a number; the model takes strings (or {"b64": "<base64>"} for binary '
+        "ones)",
+    ),
+    404: UNKNOWN_MODEL,
+    413: BODY_TOO_LARGE,
+    **model_call_errors("sentiment"),
 }
+PREDICT_ERRORS = {**PREDICT_RESPONSES, **_errors(_PREDICT_ERRORS)}
+PREDICT_VERSION_ERRORS = {**PREDICT_RESPONSES, **_errors({**_PREDICT_ERRORS, 404: NO_SUCH_VERSION})}
+PREDICT_LABEL_ERRORS = {**PREDICT_RESPONSES, **_errors({**_PREDICT_ERRORS, 404: NO_SUCH_LABEL})}
+STATUS_ERRORS = _errors({404: UNKNOWN_MODEL, 503: NOT_READY})
+STATUS_VERSION_ERRORS = _errors(
+    {404: ("not_found", "model 'sentiment' has no version 3 (versions: 1)"), 503: NOT_READY}
+)
+STATUS_LABEL_ERRORS = _errors({404: NO_SUCH_LABEL, 503: NOT_READY})
+METADATA_ERRORS = _errors(
+    {404: UNKNOWN_MODEL, 503: ("unavailable", "model 'sentiment' is still loading")}
+)
+METADATA_VERSION_ERRORS = _errors(
+    {404: NO_SUCH_VERSION, 503: ("unavailable", "model 'sentiment' version 2 is still loading")}
+)
+METADATA_LABEL_ERRORS = _errors(
+    {404: NO_SUCH_LABEL, 503: ("unavailable", "model 'sentiment' label 'canary' is still loading")}
+)
 
 
 # Predict first: routes are matched in order, the busiest first.
@@ -65,7 +110,7 @@ async def predict(request: Request, name: str) -> FastJSONResponse:
 
 @router.post(
     "/{name}/versions/{version}:predict",
-    responses=PREDICT_ERRORS,
+    responses=PREDICT_VERSION_ERRORS,
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (one version)",
 )
@@ -79,7 +124,7 @@ async def predict_version(request: Request, name: str, version: str) -> FastJSON
 
 @router.post(
     "/{name}/labels/{label}:predict",
-    responses=PREDICT_ERRORS,
+    responses=PREDICT_LABEL_ERRORS,
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (the version a label names)",
 )
@@ -108,7 +153,7 @@ async def _predict(request: Request, server: ModelServer, ref: ModelRef) -> Fast
 @router.get(
     "/{name}",
     response_model=ModelStatusResponse,
-    responses=READ_ERRORS,
+    responses=STATUS_ERRORS,
     summary="Model status (every version)",
 )
 async def model_status(name: str, request: Request) -> FastJSONResponse:
@@ -120,7 +165,7 @@ async def model_status(name: str, request: Request) -> FastJSONResponse:
 @router.get(
     "/{name}/versions/{version}",
     response_model=ModelStatusResponse,
-    responses=READ_ERRORS,
+    responses=STATUS_VERSION_ERRORS,
     summary="Model status (one version)",
 )
 async def model_version_status(name: str, version: str, request: Request) -> FastJSONResponse:
@@ -136,7 +181,7 @@ async def model_version_status(name: str, version: str, request: Request) -> Fas
 @router.get(
     "/{name}/labels/{label}",
     response_model=ModelStatusResponse,
-    responses=READ_ERRORS,
+    responses=STATUS_LABEL_ERRORS,
     summary="Model status (the version a label names)",
 )
 async def model_label_status(name: str, label: str, request: Request) -> FastJSONResponse:
@@ -170,7 +215,7 @@ def _status(statuses: list[VersionStatus]) -> FastJSONResponse:
 @router.get(
     "/{name}/metadata",
     response_model=ModelMetadataResponse,
-    responses=READ_ERRORS,
+    responses=METADATA_ERRORS,
     summary="Model metadata (latest version)",
 )
 async def model_metadata(name: str, request: Request) -> FastJSONResponse:
@@ -181,7 +226,7 @@ async def model_metadata(name: str, request: Request) -> FastJSONResponse:
 @router.get(
     "/{name}/versions/{version}/metadata",
     response_model=ModelMetadataResponse,
-    responses=READ_ERRORS,
+    responses=METADATA_VERSION_ERRORS,
     summary="Model metadata (one version)",
 )
 async def model_version_metadata(name: str, version: str, request: Request) -> FastJSONResponse:
@@ -192,7 +237,7 @@ async def model_version_metadata(name: str, version: str, request: Request) -> F
 @router.get(
     "/{name}/labels/{label}/metadata",
     response_model=ModelMetadataResponse,
-    responses=READ_ERRORS,
+    responses=METADATA_LABEL_ERRORS,
     summary="Model metadata (the version a label names)",
 )
 async def model_label_metadata(name: str, label: str, request: Request) -> FastJSONResponse:

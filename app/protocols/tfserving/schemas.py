@@ -14,7 +14,8 @@ from app.model import SIGNATURE
 
 
 class TFServingError(BaseModel):
-    error: str = Field(examples=["model 'sentmient' is not served (served: digits, sentiment)"])
+    # No example here: each route shows its own errors (app.protocols.error_responses).
+    error: str = Field(description="What went wrong, in words")
 
 
 class VersionStatus(BaseModel):
@@ -81,9 +82,11 @@ class ModelMetadataResponse(BaseModel):
     metadata: dict[str, Any]
 
 
+# Each example's "x-model" names the model it is for (the {name} in the path): tests send them.
 PREDICT_EXAMPLES: dict[str, Any] = {
     "row": {
         "summary": "Row format, sentiment",
+        "x-model": "sentiment",
         "value": {
             "signature_name": "serving_default",
             "instances": [
@@ -94,14 +97,17 @@ PREDICT_EXAMPLES: dict[str, Any] = {
     },
     "row_named": {
         "summary": "Row format with named inputs",
+        "x-model": "sentiment",
         "value": {"instances": [{"reviews": "A beautiful, moving film with a superb cast."}]},
     },
     "columnar": {
         "summary": "Columnar format, sentiment",
+        "x-model": "sentiment",
         "value": {"inputs": {"reviews": ["A beautiful, moving film with a superb cast."]}},
     },
     "digits_b64": {
         "summary": "Digits: an image file in base64 (a PNG here)",
+        "x-model": "digits",
         "value": {
             "instances": [
                 {
@@ -112,6 +118,7 @@ PREDICT_EXAMPLES: dict[str, Any] = {
     },
     "digits_pixels": {
         "summary": "Digits: 28x28 pixel values, 0-255 (one all-black image here)",
+        "x-model": "digits",
         "value": {"instances": [[[0] * 28] * 28]},
     },
 }
