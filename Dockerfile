@@ -8,7 +8,7 @@
 # libraries come as pip wheels, so the base stays python:slim and the host needs only the
 # NVIDIA driver and the NVIDIA Container Toolkit. tests/docker/test_image.py builds the CPU
 # image with Podman and runs it; docs/operations.md has its figures. The build context is
-# app/, models/ and requirements/ (.dockerignore).
+# app/, models/, requirements/, pyproject.toml and README.md (.dockerignore).
 
 ARG PYTHON_VERSION=3.11
 
@@ -47,6 +47,14 @@ RUN case "$FLAVOR" in \
     && find "$site/tensorflow" -type f -name '*.so*' -exec strip --strip-unneeded {} + \
     && python -m compileall -q -f -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
+# The project's metadata (name, version, licence) as an installed package has it, made by
+# setuptools from pyproject.toml: the service reads its version from it (GET /v2, the OpenAPI
+# document). Apart from the venv, so a new version leaves the venv's layer as it is.
+COPY pyproject.toml README.md /tmp/project/
+WORKDIR /tmp/project
+RUN mkdir /tmp/metadata \
+    && python -c "import setuptools; setuptools.setup()" -q dist_info --output-dir /tmp/metadata
+
 # ---------------------------------------------------------------------------------------------
 # Runtime stage: the venv, the code and the models; no compilers, caches or tests.
 FROM python:${PYTHON_VERSION}-slim AS runtime
@@ -74,10 +82,11 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app \
         --shell /usr/sbin/nologin app
 
-# The dependencies, then the service's code in the venv's site-packages as if installed (so
-# `python -m app` finds it from any folder) but in a layer of its own: a change to the code
-# leaves the venv's layer as it is. /app holds only the models.
+# The dependencies, then the service's metadata and code in the venv's site-packages as if
+# installed (so `python -m app` finds it from any folder) but in layers of their own: a change
+# to the code leaves the venv's layer as it is. /app holds only the models.
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /tmp/metadata/ /opt/venv/lib/python${PYTHON_VERSION}/site-packages/
 COPY app/ /opt/venv/lib/python${PYTHON_VERSION}/site-packages/app/
 WORKDIR /app
 COPY models/ models/

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
-from app import metrics
+from app import __version__, metrics
 from app.api import docs, health, playground
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
 
     app = FastAPI(
         title="Keras inference service",
-        version="0.1.0",
+        version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
         docs_url=None,  # app.api.docs serves /docs and /redoc from local files, not a CDN
         redoc_url=None,
     )
+    docs.install_openapi(app)
     app.state.settings = settings
     app.state.server = None
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)

@@ -140,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="worker counts to measure")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per endpoint")
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--data-dir", default=None, help="default: DATA_DIR or ../shared/data")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="local copies of the data sets (default: DATA_DIR, else Keras' cache)",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "footprint.json")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.gettempdir())

@@ -7,9 +7,9 @@ protocol's usual client sends: TF Serving's JSON (``{"b64": png}`` images), and 
 Inference Protocol as ``tritonclient`` sends it by default (binary tensor data; images as
 ``BYTES`` PNG files).
 
-The data folder is found as ``training.data`` finds it (``DATA_DIR``, else ``../shared/data``);
-nothing is downloaded: without the files, synthetic digits and reviews stand in, and the
-results say so (``source``).
+The data sets are found as ``training.data`` finds them (``--data-dir``, else ``DATA_DIR``, else
+a download already in Keras' cache); nothing is downloaded: without the files, synthetic digits
+and reviews stand in, and the results say so (``source``).
 """
 
 from __future__ import annotations

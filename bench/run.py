@@ -5,7 +5,7 @@
    digits uploads and sentiment reviews at concurrency 1, 16 and 64. Each point is measured in
    rounds (5 by default) that go through the servers in turn, the order reversed every other
    round (A B C, C B A, ...), each a short warm-up then a window on the same connections; the
-   table gives the median of each figure. On a shared VM whose speed drifts by 20-30% within
+   table gives the median of each figure. On a shared host whose speed drifts by 20-30% within
    minutes, one window each was not enough to compare servers, and three left the ratios
    swinging by 10-20% from run to run.
 2. The other protocols: the same instances through TF Serving's API and the Open Inference
@@ -44,7 +44,7 @@ ROOT = HERE.parent
 CONFIGS = {
     "batched": {},
     "unbatched": {"MAX_BATCH_SIZE": "1"},
-    # The unbatched server at its best on this machine: two model calls at once (one is the
+    # The unbatched server at its best on 2 CPUs: two model calls at once (one is the
     # default, best for the batched server), so that the ratio is also read against it.
     "unbatched-2c": {"MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "2"},
     # Not run by default (--configs): one uvicorn worker per core.
@@ -405,7 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         "--reload", action=argparse.BooleanOptionalAction, default=True, help="version swaps"
     )
     parser.add_argument("--raw-seconds", type=float, default=3.0)
-    parser.add_argument("--data-dir", default=None, help="default: DATA_DIR or ../shared/data")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="local copies of the data sets (default: DATA_DIR, else Keras' cache)",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--plot", type=Path, default=HERE / "throughput_latency.png")
     args = parser.parse_args(argv)

@@ -40,20 +40,23 @@ def _online(host: str) -> bool:
 
 
 def _data_or_skip(local: Path | None, host: str, what: str) -> None:
-    """Go on if the data set is in DATA_DIR or can be downloaded (never with TESTS_OFFLINE=1,
-    which ``make test-fast`` sets); else skip, or in CI fail, saying where to put it."""
+    """Go on if the data set is on this disk (in DATA_DIR or Keras' cache) or can be
+    downloaded (never with TESTS_OFFLINE=1, which ``make test-fast`` sets); else skip, or in
+    CI fail, saying where to put it."""
     if local is not None:
         return
-    fix = f"put it in {default_data_dir()} or set DATA_DIR to the folder that holds it"
+    where = f"not in DATA_DIR={default_data_dir()} nor" if default_data_dir() else "not in"
+    missing = f"{what} is {where} Keras' cache"
+    fix = "set DATA_DIR to a folder of local copies"
     if os.environ.get("TESTS_OFFLINE"):
-        needs(f"{what} is not there and TESTS_OFFLINE is set", fix)
+        needs(f"{missing} and TESTS_OFFLINE is set", fix)
     if not _online(host):
-        needs(f"{what} is not there and {host} is unreachable", fix)
+        needs(f"{missing} and {host} is unreachable", fix)
 
 
 @pytest.fixture(scope="session")
 def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """MNIST from DATA_DIR, else downloaded, else the test is skipped (in CI: fails)."""
+    """MNIST from DATA_DIR or Keras' cache, else downloaded, else skipped (in CI: fails)."""
     _data_or_skip(mnist_local_path(), "storage.googleapis.com", "mnist.npz")
     from training.data import load_mnist
 
@@ -62,7 +65,7 @@ def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
 
 @pytest.fixture(scope="session")
 def imdb() -> tuple[tuple[list[str], np.ndarray], tuple[list[str], np.ndarray]]:
-    """IMDB reviews from DATA_DIR, else downloaded, else skipped (in CI: fails)."""
+    """IMDB reviews from DATA_DIR or Keras' cache, else downloaded, else skipped (CI: fails)."""
     _data_or_skip(imdb_local_path(), "ai.stanford.edu", "aclImdb.tar.gz")
     from training.data import load_imdb
 

@@ -18,7 +18,8 @@ def base_parser(description: str, batch_size: int) -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=default_data_dir(),
-        help="folder with the data set files ($DATA_DIR); missing files are downloaded",
+        help="folder of local copies of the data sets ($DATA_DIR); without one, or for a file it "
+        "lacks, the official files are downloaded into Keras' cache",
     )
     parser.add_argument(
         "--output-dir",

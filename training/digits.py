@@ -68,7 +68,7 @@ def train(argv: list[str] | None = None) -> TrainedDigits:
     export.seed_everything(args.seed)
     started = time.perf_counter()
 
-    (x_train, y_train), (x_test, y_test) = load_mnist(str(args.data_dir))
+    (x_train, y_train), (x_test, y_test) = load_mnist(args.data_dir and str(args.data_dir))
     order = np.random.default_rng(args.seed).permutation(len(x_train))[: args.limit]
     x_train, y_train = x_train[order].astype(np.float32), y_train[order]
     x_test, y_test = x_test[: args.limit].astype(np.float32), y_test[: args.limit]

@@ -101,7 +101,9 @@ def train(argv: list[str] | None = None) -> TrainedSentiment:
     export.seed_everything(args.seed)
     started = time.perf_counter()
 
-    (train_texts, train_labels), (test_texts, test_labels) = load_imdb(str(args.data_dir))
+    (train_texts, train_labels), (test_texts, test_labels) = load_imdb(
+        args.data_dir and str(args.data_dir)
+    )
     order = np.random.default_rng(args.seed).permutation(len(train_texts))
     train_texts = [train_texts[i] for i in order][: args.limit]
     train_labels = train_labels[order][: args.limit]

@@ -10,14 +10,20 @@ UI's online validator badge is turned off, so neither page asks anything of anot
 
 Build the app with ``docs_url=None, redoc_url=None`` and include :data:`router`. A package that
 lacks one of the files fails here, at import, not in a user's browser.
+
+:func:`install_openapi` makes ``/openapi.json`` document only what the service answers: FastAPI
+adds a 422 with its own validation body to every route with parameters, a body no route here
+sends (path parameters are plain strings; the service's own 422s are in each route's responses).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import fastapi_standalone_docs
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -93,3 +99,35 @@ async def redoc(request: Request) -> HTMLResponse:
         redoc_favicon_url=f"{root}{ASSETS_PATH}/{FAVICON}",
         with_google_fonts=False,
     )
+
+
+FASTAPI_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
+
+
+def install_openapi(app: FastAPI) -> None:
+    """``app.openapi`` as FastAPI makes it, less FastAPI's 422s (made once, like FastAPI's)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = without_fastapi_validation_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def without_fastapi_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with every 422 whose body is FastAPI's ``HTTPValidationError`` removed, and
+    that schema (and its ``ValidationError``) too once nothing refers to it."""
+    for methods in document.get("paths", {}).values():
+        for operation in methods.values():
+            answer = operation.get("responses", {}).get("422", {})
+            schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("$ref") == FASTAPI_VALIDATION_ERROR:
+                del operation["responses"]["422"]
+    schemas = document.get("components", {}).get("schemas", {})
+    if FASTAPI_VALIDATION_ERROR not in json.dumps(document.get("paths", {})):
+        schemas.pop("HTTPValidationError", None)
+        if '"#/components/schemas/ValidationError"' not in json.dumps(schemas):
+            schemas.pop("ValidationError", None)
+    return document

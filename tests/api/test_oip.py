@@ -12,6 +12,8 @@ import base64
 import gzip
 import json
 import struct
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,6 +77,15 @@ def test_health_and_server_metadata(client: TestClient) -> None:
     assert metadata["name"] == "keras-inference-service"
     assert "binary_tensor_data" in metadata["extensions"]
     assert metadata["version"] == client.app.version
+
+
+def test_one_version_number_pyproject_s(client: TestClient) -> None:
+    """GET /v2 and the OpenAPI document show pyproject.toml's version, read from the installed
+    package's metadata (no second copy of the number to keep in step)."""
+    with (Path(__file__).resolve().parents[2] / "pyproject.toml").open("rb") as file:
+        expected = tomllib.load(file)["project"]["version"]
+    assert client.get("/v2").json()["version"] == expected
+    assert client.get("/openapi.json").json()["info"]["version"] == expected
 
 
 @pytest.mark.parametrize(

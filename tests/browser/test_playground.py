@@ -52,8 +52,12 @@ def pad_points(session: Session, stroke: list[tuple[float, float]]) -> list[tupl
 
 
 def draw_with_mouse(session: Session, digit: int) -> None:
+    draw_strokes(session, STROKES[digit])
+
+
+def draw_strokes(session: Session, strokes: list[list[tuple[float, float]]]) -> None:
     mouse = session.page.mouse
-    for stroke in STROKES[digit]:
+    for stroke in strokes:
         points = pad_points(session, stroke)
         mouse.move(*points[0])
         mouse.down()
@@ -104,6 +108,7 @@ def test_a_digit_drawn_with_the_mouse_is_read_right(session_for, server: str, di
     open_page(session)
     draw_with_mouse(session, digit)
     assert read_digit(session) == digit
+    assert session.page.get_by_test_id("digit-result").get_attribute("data-confidence") == "high"
     session.page.get_by_role("button", name="Clear").click()
     assert "Nothing read yet" in session.page.get_by_test_id("digit-result").inner_text()
     session.check()
@@ -120,6 +125,124 @@ def test_predict_digit_button_and_an_empty_pad(session_for, server: str) -> None
     assert read_digit(session) == 7
     assert session.page.locator("#digit-error").is_hidden()
     session.check()
+
+
+# ---- what the page says of an answer (thresholds: tests/api/test_confidence.py) ---------------
+
+# A zigzag across the pad: not a digit, and read as one with a low probability.
+SCRIBBLE = [[(0.05 + i * 0.09, 0.1 + 0.8 * (i % 2)) for i in range(11)]]
+MIXED = "Two hours of my life I will never get back."  # scored 0.68: it leans positive
+
+
+def digit_requests(session: Session) -> list[object]:
+    return [r for r in session.requests if r.url.endswith("/v1/digits/predict")]
+
+
+def test_a_nearly_empty_pad_is_refused_in_the_page(session_for, server: str) -> None:
+    """A dot is no digit: the page says so and asks the model nothing (it read a dot as a 0,
+    99.2% sure)."""
+    session = session_for(server)
+    open_page(session)
+    box = session.page.get_by_label("Digit drawing pad").bounding_box()
+    assert box is not None
+    session.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    result = session.page.get_by_test_id("digit-result")
+    result.and_(session.page.locator("[data-refused=nearly-empty]")).wait_for()
+    assert "Draw a digit first" in result.inner_text()
+    session.page.get_by_role("button", name="Predict digit").click()
+    assert "Draw a digit first" in result.inner_text()
+    assert result.get_attribute("data-digit") is None
+    assert digit_requests(session) == []
+    session.check()
+
+
+def test_a_scribble_is_shown_as_a_guess(session_for, server: str) -> None:
+    session = session_for(server)
+    open_page(session)
+    draw_strokes(session, SCRIBBLE)
+    wait_idle(session, "digit-result")
+    result = session.page.get_by_test_id("digit-result")
+    assert result.get_attribute("data-confidence") == "low"
+    assert re.search(
+        r"Not sure: the model's best guess for the drawing is \d, at only", result.inner_text()
+    )
+    assert digit_requests(session)
+    session.check()
+
+
+def test_a_clear_digit_is_read_as_sure(session_for, server: str) -> None:
+    session = session_for(server)
+    open_page(session)
+    draw_with_mouse(session, 4)
+    assert read_digit(session) == 4
+    result = session.page.get_by_test_id("digit-result")
+    assert result.get_attribute("data-confidence") == "high"
+    assert "Not sure" not in result.inner_text()
+    session.check()
+
+
+def test_a_review_near_the_middle_reads_as_mixed(session_for, server: str) -> None:
+    session = session_for(server)
+    open_page(session)
+    session.page.get_by_label("Review", exact=True).fill(MIXED)
+    session.page.get_by_role("button", name="Predict sentiment").click()
+    wait_idle(session, "sentiment-result")
+    result = session.page.get_by_test_id("sentiment-result")
+    assert re.search(
+        r"finds this review mixed: it leans positive, but not clearly \(score 0\.\d+",
+        result.inner_text(),
+    )
+    assert result.get_attribute("data-verdict") == "mixed"
+    assert result.get_attribute("data-label") == "positive"  # the API's label, unchanged
+    session.check()
+
+
+# ---- a model that is not served ----------------------------------------------------------------
+
+
+def test_a_model_missing_from_v1_models_greys_its_panel_out(session_for, server: str) -> None:
+    """/v1/models without sentiment (intercepted here: a server whose MODEL_DIR has only digits
+    does the same): the sentiment panel is off and says why; the digits panel works."""
+    session = session_for(server)
+
+    def without_sentiment(route) -> None:
+        body = route.fetch().json()
+        body["models"] = [m for m in body["models"] if m["name"] != "sentiment"]
+        route.fulfill(json=body)
+
+    session.page.route("**/v1/models", without_sentiment)
+    open_page(session)
+    panel = session.page.locator("#sentiment-panel")
+    assert panel.get_attribute("data-served") == "false"
+    assert panel.get_attribute("aria-disabled") == "true"
+    assert "does not serve a model named sentiment" in panel.get_by_role("status").inner_text()
+    assert session.page.get_by_label("Review", exact=True).is_disabled()
+    assert session.page.get_by_role("button", name="Predict sentiment").is_disabled()
+    assert session.page.locator("#digits-panel").get_attribute("data-served") == "true"
+    draw_with_mouse(session, 7)
+    assert read_digit(session) == 7
+    session.check()
+
+
+def test_a_404_from_a_model_s_route_greys_its_panel_out(session_for, server: str) -> None:
+    """The model went away after the page loaded: its route answers 404 (intercepted here)."""
+    session = session_for(server)
+    message = "model 'digits' is not served (served: sentiment)"
+    session.page.route(
+        "**/v1/digits/predict",
+        lambda route: route.fulfill(
+            status=404, json={"error": {"code": "not_found", "message": message}}
+        ),
+    )
+    open_page(session)
+    draw_with_mouse(session, 7)
+    panel = session.page.locator("#digits-panel")
+    panel.and_(session.page.locator("[data-served=false]")).wait_for()
+    assert message in panel.get_by_role("status").inner_text()
+    assert session.page.get_by_role("button", name="Predict digit").is_disabled()
+    assert session.page.locator("#digit-error").is_hidden()
+    assert session.page.locator("#sentiment-panel").get_attribute("data-served") == "true"
+    session.check(allowed_console=("status of 404",))
 
 
 @pytest.mark.parametrize(("review", "label"), [(POSITIVE, "positive"), (NEGATIVE, "negative")])

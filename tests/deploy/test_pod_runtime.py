@@ -12,8 +12,8 @@ calls the API with and without the key, reads ``/metrics`` for the series the KE
 and stops the server as the kubelet does after the preStop pause: SIGTERM, then an exit within
 the rest of the grace period.
 
-The server runs as root without capabilities, not as the image's uid 10001: this machine's
-interpreter lives under ``/root``, which only root may enter. Without capabilities root can
+The server runs as root without capabilities, not as the image's uid 10001: the test's
+interpreter may live under ``/root``, which only root may enter. Without capabilities root can
 neither write a read-only filesystem nor pass file permissions it does not own, so what the
 app may write is tested as strictly; whether uid 10001 can read the image's files is the
 Dockerfile's business (tests/docker).

@@ -1,13 +1,13 @@
 """Build the project's Dockerfile with Podman and run the image's command with Buildah.
 
-The recipe of ``../shared/docs/containers.md``, done by the test itself so that a fresh machine
-can run it: the tools (``apt-get install podman buildah debootstrap`` when ``CI=true``), a
-stand-in for the base image (no registry can be reached: a minimal Debian with its Python,
-made with debootstrap and tagged with the official name, so the Dockerfile needs no change),
+Everything the build needs, done by the test itself so that a fresh machine can run it: the
+tools (``apt-get install podman buildah debootstrap`` when ``CI=true``), a stand-in for the
+base image (so that no registry is needed: a minimal Debian with its Python, made with
+debootstrap and tagged with the official name, so the Dockerfile needs no change),
 the build (``podman build --isolation=chroot --network host``), and containers run with
 ``buildah run --isolation chroot``, which shares the host's network: the server answers on
-``127.0.0.1``. ``podman run`` does not work on these machines (the OCI runtime refuses their
-cgroups), so Buildah stands in for it.
+``127.0.0.1``. ``podman run`` needs an OCI runtime with cgroups, which a container or sandbox
+may not give, so Buildah stands in for it.
 
 What lasts between runs on one machine: the stand-in base (made once, found by its name) and
 Podman's layer cache. The built image is tagged per run and removed afterwards; its layers

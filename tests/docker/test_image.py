@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,6 +278,14 @@ def test_ready_as_the_images_user(image: Image, server: Server) -> None:
     processes = [server.pid, *descendants(server.pid)]
     for pid in processes:
         assert uids(pid) == [10001] * 4, f"process {pid} {argv(pid)}: uids {uids(pid)}"
+
+
+def test_the_image_knows_the_project_s_version(server: Server) -> None:
+    """The metadata the build stage makes from pyproject.toml: GET /v2 shows its version."""
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        expected = tomllib.load(file)["project"]["version"]
+    assert httpx.get(f"{server.url}/v2").json()["version"] == expected
+    assert httpx.get(f"{server.url}/openapi.json").json()["info"]["version"] == expected
 
 
 def test_workers_auto_is_a_worker_per_cpu(image: Image, server: Server) -> None:

@@ -41,7 +41,7 @@ from tests.support.server import server_log, start_server, stop_server
 from tests.support.waiting import wait_until as _wait_until
 
 POLL_S = 0.5
-SWAP_WAIT_S = 90  # loading a version on a loaded 2-core machine can take a while
+SWAP_WAIT_S = 90  # loading a version on a busy 2-CPU host can take a while
 SENTIMENT = MODELS / "sentiment" / "1"
 DIGITS = MODELS / "digits" / "1"
 CLIENTS = 8

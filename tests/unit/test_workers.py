@@ -151,7 +151,7 @@ def test_cgroup_v1_mounted_at_the_containers_own_cgroup(tmp_path: Path) -> None:
 
 
 def test_cgroup_v1_without_limits_on_a_hybrid_host(tmp_path: Path) -> None:
-    """v1 controllers beside an empty v2 hierarchy (the machines CI runs on): v1 wins."""
+    """v1 controllers beside an empty v2 hierarchy (as some CI hosts have): v1 wins."""
     cpu, memory = tmp_path / "cgroup/cpu", tmp_path / "cgroup/memory"
     unified = tmp_path / "cgroup/unified"
     cgroup = "4:memory:/process_api/x\n1:cpu:/\n0::/\n"

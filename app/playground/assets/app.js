@@ -6,6 +6,14 @@
 const PEN_WIDTH = 18; // in canvas pixels (the canvas is 280x280), about an MNIST stroke
 const TYPING_PAUSE_MS = 500; // predict a review once typing pauses this long
 const DRAWING_INTERVAL_MS = 300; // while drawing, predict at most this often
+const MODELS_RETRY_MS = 5000; // while a model is not served, ask /v1/models again this often
+
+// What the page tells a person about an answer (the API's answers are the same for everyone).
+// Chosen from data, with the method and the figures in docs/api.md ("How sure the models are");
+// tests/api/test_confidence.py checks them against the data again.
+const MIN_INK = 0.01; // less ink than this share of the pad: a dot or a dash, not a digit
+const SURE_DIGIT = 0.9; // a lower top probability is a guess: 9 in 10 misread digits are below
+const MIXED_WITHIN = 0.22; // a score this close to 0.5 is mixed: half the misread reviews are
 
 let apiKey = "";
 
@@ -78,17 +86,70 @@ function showKeyForm() {
   keyForm.hidden = false;
 }
 
+let modelsTimer = null;
+
 async function loadModels() {
+  clearTimeout(modelsTimer);
   try {
     const body = await callApi("/v1/models");
-    const parts = body.models.map((model) => {
+    const available = body.models.filter((model) => model.version !== null);
+    const parts = available.map((model) => {
       const device = String(model.device || "").replace(/^\//, "");
       return `${model.name} v${model.version} on ${device}`;
     });
     modelsLine.textContent = parts.length ? `Serving ${parts.join(", ")}.` : "No models are served.";
+    for (const name of Object.keys(panels)) {
+      const model = body.models.find((each) => each.name === name);
+      if (!model) {
+        setServed(name, `this service does not serve a model named ${name} (its model folder has no ${name}/)`);
+      } else if (model.version === null) {
+        const state = model.states && model.states.length ? model.states[0].state : "none";
+        setServed(name, `the ${name} model has no available version yet (${state})`);
+      } else {
+        setServed(name, null);
+      }
+    }
   } catch (error) {
     modelsLine.textContent = error.message;
   }
+  // A model may appear while the page is open (a new version folder): look again meanwhile.
+  if (Object.values(panels).some((panel) => panel.unavailable)) {
+    modelsTimer = setTimeout(loadModels, MODELS_RETRY_MS);
+  }
+}
+
+// ---- a panel whose model is not served -------------------------------------------------------
+
+const panels = {
+  digits: { section: document.getElementById("digits-panel"), unavailable: false },
+  sentiment: { section: document.getElementById("sentiment-panel"), unavailable: false },
+};
+
+// Greys the panel out and says why (null: served, the panel works again).
+function setServed(name, reason) {
+  const panel = panels[name];
+  panel.unavailable = reason !== null;
+  panel.section.classList.toggle("unavailable", panel.unavailable);
+  panel.section.setAttribute("aria-disabled", String(panel.unavailable));
+  panel.section.dataset.served = String(!panel.unavailable);
+  for (const control of panel.section.querySelectorAll("button, input, textarea")) {
+    control.disabled = panel.unavailable;
+  }
+  const note = panel.section.querySelector(".unavailable-note");
+  note.textContent = panel.unavailable
+    ? `Not available: ${reason}. The rest of the page works as usual.`
+    : "";
+  note.hidden = !panel.unavailable;
+}
+
+// A 404 from a model's own route: the model has gone since the page asked /v1/models. The
+// panel says so until /v1/models lists the model again.
+function notServed(name, error) {
+  if (!(error instanceof ApiError && error.status === 404)) return false;
+  setServed(name, error.message.replace(/^The service refused this \(404 not_found\): /, ""));
+  clearTimeout(modelsTimer);
+  modelsTimer = setTimeout(loadModels, MODELS_RETRY_MS);
+  return true;
 }
 
 keyForm.addEventListener("submit", (event) => {
@@ -114,6 +175,32 @@ function clearPad() {
   context.fillStyle = "#ffffff";
   context.fillRect(0, 0, pad.width, pad.height);
   hasInk = false;
+}
+
+// The share of the pad that is ink (dark pixels), 0 to 1.
+function inkShare() {
+  const pixels = context.getImageData(0, 0, pad.width, pad.height).data;
+  let dark = 0;
+  for (let index = 0; index < pixels.length; index += 4) {
+    if (pixels[index] < 128) dark += 1;
+  }
+  return dark / (pad.width * pad.height);
+}
+
+// Too little on the pad to be a digit (a dot, a short dash): say so instead of sending it.
+function nearlyEmpty() {
+  const ink = inkShare();
+  pad.dataset.ink = ink.toFixed(4);
+  return ink < MIN_INK;
+}
+
+function refuseNearlyEmpty() {
+  digitSequence += 1; // an answer on its way is for a drawing that is not worth reading
+  clearError(digitError);
+  showDigitPlaceholder(
+    "Draw a digit first: there is too little on the pad to read (a dot or a short stroke).",
+  );
+  digitResult.dataset.refused = "nearly-empty";
 }
 
 function padPoint(event) {
@@ -190,6 +277,7 @@ document.getElementById("predict-digit").addEventListener("click", () => {
   predictDrawing();
 });
 
+
 function padImage() {
   return new Promise((resolve, reject) => {
     pad.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("the pad could not be saved as PNG"))), "image/png");
@@ -203,6 +291,10 @@ let digitAgain = false;
 
 async function predictDrawing() {
   if (!hasInk) return;
+  if (nearlyEmpty()) {
+    if (!drawing) refuseNearlyEmpty(); // while the pen is down, the stroke may yet grow
+    return;
+  }
   if (digitBusy) {
     digitAgain = true;
     markDigitState();
@@ -249,7 +341,7 @@ async function predictDigit(file, name, source) {
     clearError(digitError);
     showDigit(body.predictions[0], source, body);
   } catch (error) {
-    if (sequence === digitSequence) showError(digitError, error);
+    if (sequence === digitSequence && !notServed("digits", error)) showError(digitError, error);
   } finally {
     digitRequests -= 1;
     markDigitState();
@@ -261,16 +353,32 @@ function showDigitPlaceholder(text) {
   digitBars.replaceChildren();
   digitBars.hidden = true;
   delete digitResult.dataset.digit;
+  delete digitResult.dataset.confidence;
+  delete digitResult.dataset.refused;
 }
 
 function showDigit(prediction, source, body) {
   const probabilities = prediction.probabilities;
   const digit = prediction.digit;
-  digitVerdict.replaceChildren(
-    `The model reads ${source} as `,
-    Object.assign(document.createElement("strong"), { textContent: String(digit) }),
-    ` (${percent(probabilities[digit])} sure, ${body.model} v${body.version}).`,
-  );
+  const sure = probabilities[digit] >= SURE_DIGIT;
+  const strong = Object.assign(document.createElement("strong"), { textContent: String(digit) });
+  if (sure) {
+    digitVerdict.replaceChildren(
+      `The model reads ${source} as `,
+      strong,
+      ` (${percent(probabilities[digit])} sure, ${body.model} v${body.version}).`,
+    );
+  } else {
+    digitVerdict.replaceChildren(
+      "Not sure: the model's best guess for ",
+      `${source} is `,
+      strong,
+      `, at only ${percent(probabilities[digit])} (${body.model} v${body.version}). ` +
+        "It may not be a digit, or not one the model knows well: try drawing it larger and plainer.",
+    );
+  }
+  digitResult.dataset.confidence = sure ? "high" : "low";
+  delete digitResult.dataset.refused;
   const rows = probabilities.map((p, index) => {
     const row = document.createElement("li");
     if (index === digit) row.className = "top";
@@ -393,17 +501,22 @@ async function predictSentiment({ fromButton }) {
     if (sequence !== reviewSequence) return; // a later request has been sent: its answer counts
     clearError(sentimentError);
     const { label, score } = body.predictions[0];
+    const mixed = Math.abs(score - 0.5) < MIXED_WITHIN;
+    const verdict = mixed ? "mixed" : label;
     sentimentVerdict.replaceChildren(
       "The model finds this review ",
-      Object.assign(document.createElement("strong"), { textContent: label, className: `label-${label}` }),
-      ` (score ${score.toFixed(3)}, ${body.model} v${body.version}).`,
+      Object.assign(document.createElement("strong"), { textContent: verdict, className: `label-${verdict}` }),
+      mixed
+        ? `: it leans ${label}, but not clearly (score ${score.toFixed(3)}, ${body.model} v${body.version}).`
+        : ` (score ${score.toFixed(3)}, ${body.model} v${body.version}).`,
     );
     sentimentFill.style.setProperty("--p", String(score));
     sentimentMeter.hidden = false;
     sentimentMeter.title = `score ${score.toFixed(3)}: the probability that it is positive`;
     sentimentResult.dataset.label = label;
+    sentimentResult.dataset.verdict = verdict;
   } catch (error) {
-    if (sequence === reviewSequence) showError(sentimentError, error);
+    if (sequence === reviewSequence && !notServed("sentiment", error)) showError(sentimentError, error);
   } finally {
     if (sequence === reviewSequence) sentimentResult.dataset.state = "idle";
   }
@@ -414,6 +527,7 @@ function showSentimentPlaceholder() {
   sentimentVerdict.textContent = "Nothing read yet.";
   sentimentMeter.hidden = true;
   delete sentimentResult.dataset.label;
+  delete sentimentResult.dataset.verdict;
   sentimentResult.dataset.state = "idle";
   clearError(sentimentError);
 }
@@ -442,5 +556,7 @@ document.getElementById("predict-sentiment").addEventListener("click", () => {
 
 // ---- start -----------------------------------------------------------------------------------
 
+sentimentMeter.style.setProperty("--mixed-low", String(0.5 - MIXED_WITHIN));
+sentimentMeter.style.setProperty("--mixed-high", String(0.5 + MIXED_WITHIN));
 clearPad();
 loadModels();

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from app.api.deps import authorized_server, check_json, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import InvalidInput, UnsupportedMediaType
 from app.model import LoadedModel
-from app.protocols import error_responses
-from app.protocols.native import codec
+from app.protocols import (
+    BODY_TOO_LARGE,
+    NOT_READY,
+    UNAUTHORIZED,
+    ErrorExample,
+    error_responses,
+    model_call_errors,
+)
+from app.protocols.native import codec, error_body
 from app.protocols.native.schemas import (
     DIGITS_REQUEST_BODY,
     SENTIMENT_REQUEST_BODY,
@@ -28,13 +37,56 @@ router = APIRouter(prefix="/v1", route_class=RequestRoute)
 
 SENTIMENT = ModelRef("sentiment")
 DIGITS = ModelRef("digits")
-PREDICT_ERRORS = error_responses(ErrorResponse, 400, 401, 404, 413, 415, 422, 503, 504, 500)
+
+
+def _errors(examples: dict[int, ErrorExample]) -> dict[int | str, dict[str, Any]]:
+    return error_responses(ErrorResponse, error_body, {401: UNAUTHORIZED, **examples})
+
+
+def _predict_errors(model: str, examples: dict[int, ErrorExample]) -> dict[int | str, Any]:
+    return _errors(
+        {
+            404: ("not_found", f"model {model!r} is not served (served: mine)"),
+            413: BODY_TOO_LARGE,
+            **model_call_errors(model),
+            **examples,
+        }
+    )
+
+
+SENTIMENT_ERRORS = _predict_errors(
+    "sentiment",
+    {
+        400: (
+            "invalid_json",
+            "the request body is not valid JSON: EOF while parsing a string at line 1 column 22",
+        ),
+        415: ("unsupported_media_type", "send the body as application/json, not text/plain"),
+        422: ("invalid_request", "reviews[0] is empty or only whitespace"),
+    },
+)
+DIGITS_ERRORS = _predict_errors(
+    "digits",
+    {
+        400: (
+            "invalid_input",
+            "broken.png: the file is not an image in a supported format "
+            "(PNG, JPEG, BMP, GIF, TIFF, WEBP)",
+        ),
+        413: ("payload_too_large", "wide.png: the image is 5000x10; at most 4096x4096 is accepted"),
+        415: (
+            "unsupported_media_type",
+            "send the images as multipart/form-data 'file' fields, not application/json",
+        ),
+        422: ("invalid_request", "the form has no 'file' field; send each image as 'file'"),
+    },
+)
 
 
 @router.post(
     "/sentiment/predict",
     response_model=SentimentResponse,
-    responses=PREDICT_ERRORS,
+    responses=SENTIMENT_ERRORS,
     openapi_extra={"requestBody": SENTIMENT_REQUEST_BODY},
     summary="Sentiment of movie reviews",
 )
@@ -55,7 +107,7 @@ async def predict_sentiment(request: Request) -> FastJSONResponse:
 @router.post(
     "/digits/predict",
     response_model=DigitsResponse,
-    responses=PREDICT_ERRORS,
+    responses=DIGITS_ERRORS,
     openapi_extra={"requestBody": DIGITS_REQUEST_BODY},
     summary="Digits in uploaded images",
 )
@@ -95,7 +147,7 @@ async def predict_digits(request: Request) -> FastJSONResponse:
 @router.get(
     "/models",
     response_model=ModelList,
-    responses=error_responses(ErrorResponse, 401, 503),
+    responses=_errors({503: NOT_READY}),
     summary="The models served",
 )
 async def list_models(request: Request) -> ModelList:

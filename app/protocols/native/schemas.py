@@ -130,8 +130,9 @@ class ModelList(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str = Field(examples=["invalid_input"])
-    message: str = Field(examples=["reviews[0] is empty or only whitespace"])
+    # No examples here: each route shows its own errors (app.protocols.error_responses).
+    code: str = Field(description="Stable and machine-readable: the table in docs/api.md")
+    message: str = Field(description="What went wrong, in words")
 
 
 class ErrorResponse(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
@@ -19,8 +20,16 @@ from app.api.routing import RequestRoute, direct
 from app.errors import InvalidInput, PayloadTooLarge, Unavailable
 from app.model import LoadedModel
 from app.offload import off_loop
-from app.protocols import error_responses
-from app.protocols.oip import codec
+from app.protocols import (
+    BODY_TOO_LARGE,
+    NOT_READY,
+    UNAUTHORIZED,
+    UNKNOWN_MODEL,
+    ErrorExample,
+    error_responses,
+    model_call_errors,
+)
+from app.protocols.oip import codec, error_body
 from app.protocols.oip.schemas import (
     INFER_REQUEST_BODY,
     INFER_RESPONSES,
@@ -40,8 +49,32 @@ EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 PLATFORM = "tensorflow_savedmodel"
 INLINE_INFLATE_BYTES = 64 * 1024
 COMPRESS_FROM_BYTES = 1024  # smaller answers gain nothing from compression
-READ_ERRORS = error_responses(OIPError, 401, 404, 503)
-INFER_ERRORS = {**INFER_RESPONSES, **error_responses(OIPError, 400, 401, 404, 413, 503, 504, 500)}
+
+
+def _errors(examples: dict[int, ErrorExample]) -> dict[int | str, dict[str, Any]]:
+    return error_responses(OIPError, error_body, {401: UNAUTHORIZED, **examples})
+
+
+VERSION_NOT_AVAILABLE: ErrorExample = (
+    "not_found",
+    "model 'digits' version 3 is not available; available versions: 1",
+)
+READ_ERRORS = _errors({404: UNKNOWN_MODEL, 503: ("unavailable", "model 'digits' is still loading")})
+READ_VERSION_ERRORS = _errors(
+    {404: VERSION_NOT_AVAILABLE, 503: ("unavailable", "model 'digits' version 2 is still loading")}
+)
+_INFER_ERRORS: dict[int, ErrorExample] = {
+    400: (
+        "invalid_input",
+        "input 'reviews': \"data\" is neither flat with 2 elements nor nested as the shape [2] "
+        "(at depth 0)",
+    ),
+    404: UNKNOWN_MODEL,
+    413: BODY_TOO_LARGE,
+    **model_call_errors("sentiment"),
+}
+INFER_ERRORS = {**INFER_RESPONSES, **_errors(_INFER_ERRORS)}
+INFER_VERSION_ERRORS = {**INFER_RESPONSES, **_errors({**_INFER_ERRORS, 404: VERSION_NOT_AVAILABLE})}
 
 
 # Infer first: routes are matched in order, the busiest first.
@@ -63,7 +96,7 @@ async def infer(request: Request, name: str) -> Response:
 
 @router.post(
     "/models/{name}/versions/{version}/infer",
-    responses=INFER_ERRORS,
+    responses=INFER_VERSION_ERRORS,
     openapi_extra={"requestBody": INFER_REQUEST_BODY},
     summary="Infer (one version)",
 )
@@ -142,7 +175,10 @@ async def live() -> Response:
 @router.get(
     "/health/ready",
     summary="Server ready",
-    responses={200: {"description": "Ready"}, **error_responses(OIPError, 503)},
+    responses={
+        200: {"description": "Ready"},
+        **error_responses(OIPError, error_body, {503: NOT_READY}),
+    },
 )
 async def ready(request: Request) -> Response:
     """200 when the service takes requests and its models are available; 503 otherwise."""
@@ -155,7 +191,7 @@ async def ready(request: Request) -> Response:
 @router.get(
     "",
     response_model=ServerMetadata,
-    responses=error_responses(OIPError, 401),
+    responses=_errors({}),
     summary="Server metadata",
 )
 async def server_metadata(request: Request) -> FastJSONResponse:
@@ -177,7 +213,7 @@ async def model_metadata(name: str, request: Request) -> FastJSONResponse:
 @router.get(
     "/models/{name}/versions/{version}",
     response_model=ModelMetadata,
-    responses=READ_ERRORS,
+    responses=READ_VERSION_ERRORS,
     summary="Model metadata (one version)",
 )
 async def model_version_metadata(name: str, version: str, request: Request) -> FastJSONResponse:
@@ -221,7 +257,7 @@ async def model_ready(name: str, request: Request) -> Response:
 @router.get(
     "/models/{name}/versions/{version}/ready",
     summary="Model ready (one version)",
-    responses={200: {"description": "Ready"}, **READ_ERRORS},
+    responses={200: {"description": "Ready"}, **READ_VERSION_ERRORS},
 )
 async def model_version_ready(name: str, version: str, request: Request) -> Response:
     """200 when that version is available; 503 while it loads, 404 otherwise."""

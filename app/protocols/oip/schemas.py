@@ -10,14 +10,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app import __version__
+
 
 class OIPError(BaseModel):
-    error: str = Field(examples=["model 'digtis' is not served (served: digits, sentiment)"])
+    # No example here: each route shows its own errors (app.protocols.error_responses).
+    error: str = Field(description="What went wrong, in words")
 
 
 class ServerMetadata(BaseModel):
     name: str = Field(examples=["keras-inference-service"])
-    version: str = Field(examples=["0.1.0"])
+    version: str = Field(examples=[__version__])
     extensions: list[str] = Field(examples=[["binary_tensor_data", "model_configuration"]])
 
 
@@ -78,9 +81,11 @@ TENSOR_SCHEMA: dict[str, Any] = {
     },
 }
 
+# Each example's "x-model" names the model it is for (the {name} in the path): tests send them.
 INFER_EXAMPLES: dict[str, Any] = {
     "sentiment": {
         "summary": "Sentiment: BYTES reviews",
+        "x-model": "sentiment",
         "value": {
             "id": "42",
             "inputs": [
@@ -98,6 +103,7 @@ INFER_EXAMPLES: dict[str, Any] = {
     },
     "digits_pixels": {
         "summary": "Digits: FP32 pixels 0-255, [N, 28, 28] (one blank image here)",
+        "x-model": "digits",
         "value": {
             "inputs": [
                 {"name": "images", "shape": [1, 28, 28], "datatype": "FP32", "data": [0] * 784}
@@ -107,6 +113,7 @@ INFER_EXAMPLES: dict[str, Any] = {
     },
     "digits_file": {
         "summary": "Digits: a PNG file as BYTES (base64 in JSON)",
+        "x-model": "digits",
         "value": {
             "inputs": [
                 {

@@ -16,19 +16,30 @@ from TF Serving, is in the codec (:mod:`app.protocols.tfserving.codec`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from app.api.deps import authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import NotFound
 from app.model import LoadedModel
-from app.protocols import error_responses
-from app.protocols.tfserving import codec
+from app.protocols import (
+    BODY_TOO_LARGE,
+    NOT_READY,
+    UNAUTHORIZED,
+    UNKNOWN_MODEL,
+    ErrorExample,
+    error_responses,
+    model_call_errors,
+)
+from app.protocols.tfserving import codec, error_body
 from app.protocols.tfserving.schemas import (
+    CLASSIFY_REQUEST_BODY,
     CLASSIFY_RESPONSES,
-    EXAMPLES_REQUEST_BODY,
     PREDICT_REQUEST_BODY,
     PREDICT_RESPONSES,
+    REGRESS_REQUEST_BODY,
     REGRESS_RESPONSES,
     ModelMetadataResponse,
     ModelStatusResponse,
@@ -40,11 +51,66 @@ from app.signatures import CLASSIFY, REGRESS
 
 router = APIRouter(prefix="/v1/models", tags=["TensorFlow Serving API"], route_class=RequestRoute)
 
-READ_ERRORS = error_responses(TFServingError, 401, 404, 503)
-CALL_ERRORS = error_responses(TFServingError, 400, 401, 404, 413, 503, 504, 500)
-PREDICT_ERRORS = {**PREDICT_RESPONSES, **CALL_ERRORS}
-CLASSIFY_ERRORS = {**CLASSIFY_RESPONSES, **CALL_ERRORS}
-REGRESS_ERRORS = {**REGRESS_RESPONSES, **CALL_ERRORS}
+
+def _errors(examples: dict[int, ErrorExample]) -> dict[int | str, dict[str, Any]]:
+    return error_responses(TFServingError, error_body, {401: UNAUTHORIZED, **examples})
+
+
+NO_SUCH_VERSION: ErrorExample = (
+    "not_found",
+    "model 'sentiment' version 3 is not available; available versions: 1",
+)
+NO_SUCH_LABEL: ErrorExample = (
+    "not_found",
+    "model 'sentiment' has no label 'canary' (labels: stable)",
+)
+_PREDICT_ERRORS: dict[int, ErrorExample] = {
+    400: (
+        "invalid_input",
+        'instances[0] is a number; the model takes strings (or {"b64": "<base64>"} for binary '
+        "ones)",
+    ),
+    404: UNKNOWN_MODEL,
+    413: BODY_TOO_LARGE,
+    **model_call_errors("sentiment"),
+}
+PREDICT_ERRORS = {**PREDICT_RESPONSES, **_errors(_PREDICT_ERRORS)}
+PREDICT_VERSION_ERRORS = {**PREDICT_RESPONSES, **_errors({**_PREDICT_ERRORS, 404: NO_SUCH_VERSION})}
+PREDICT_LABEL_ERRORS = {**PREDICT_RESPONSES, **_errors({**_PREDICT_ERRORS, 404: NO_SUCH_LABEL})}
+
+
+def _examples_errors(verb: str, method: str) -> dict[int, ErrorExample]:
+    wrong = (
+        "invalid_input",
+        f"signature 'serving_default' is a tensorflow/serving/predict signature; :{verb} needs "
+        f"a tensorflow/serving/{method} signature (or a predict signature that takes "
+        "serialized tf.Examples)",
+    )
+    return {**_PREDICT_ERRORS, 400: wrong}
+
+
+_CLASSIFY = _examples_errors("classify", "classify")
+_REGRESS = _examples_errors("regress", "regress")
+CLASSIFY_ERRORS = {**CLASSIFY_RESPONSES, **_errors(_CLASSIFY)}
+CLASSIFY_VERSION_ERRORS = {**CLASSIFY_RESPONSES, **_errors({**_CLASSIFY, 404: NO_SUCH_VERSION})}
+CLASSIFY_LABEL_ERRORS = {**CLASSIFY_RESPONSES, **_errors({**_CLASSIFY, 404: NO_SUCH_LABEL})}
+REGRESS_ERRORS = {**REGRESS_RESPONSES, **_errors(_REGRESS)}
+REGRESS_VERSION_ERRORS = {**REGRESS_RESPONSES, **_errors({**_REGRESS, 404: NO_SUCH_VERSION})}
+REGRESS_LABEL_ERRORS = {**REGRESS_RESPONSES, **_errors({**_REGRESS, 404: NO_SUCH_LABEL})}
+STATUS_ERRORS = _errors({404: UNKNOWN_MODEL, 503: NOT_READY})
+STATUS_VERSION_ERRORS = _errors(
+    {404: ("not_found", "model 'sentiment' has no version 3 (versions: 1)"), 503: NOT_READY}
+)
+STATUS_LABEL_ERRORS = _errors({404: NO_SUCH_LABEL, 503: NOT_READY})
+METADATA_ERRORS = _errors(
+    {404: UNKNOWN_MODEL, 503: ("unavailable", "model 'sentiment' is still loading")}
+)
+METADATA_VERSION_ERRORS = _errors(
+    {404: NO_SUCH_VERSION, 503: ("unavailable", "model 'sentiment' version 2 is still loading")}
+)
+METADATA_LABEL_ERRORS = _errors(
+    {404: NO_SUCH_LABEL, 503: ("unavailable", "model 'sentiment' label 'canary' is still loading")}
+)
 
 
 # Predict first: routes are matched in order, the busiest first.
@@ -70,7 +136,7 @@ async def predict(request: Request, name: str) -> FastJSONResponse:
 
 @router.post(
     "/{name}/versions/{version}:predict",
-    responses=PREDICT_ERRORS,
+    responses=PREDICT_VERSION_ERRORS,
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (one version)",
 )
@@ -84,7 +150,7 @@ async def predict_version(request: Request, name: str, version: str) -> FastJSON
 
 @router.post(
     "/{name}/labels/{label}:predict",
-    responses=PREDICT_ERRORS,
+    responses=PREDICT_LABEL_ERRORS,
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     summary="Predict (the version a label names)",
 )
@@ -113,7 +179,7 @@ async def _predict(request: Request, server: ModelServer, ref: ModelRef) -> Fast
 @router.post(
     "/{name}:classify",
     responses=CLASSIFY_ERRORS,
-    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    openapi_extra={"requestBody": CLASSIFY_REQUEST_BODY},
     summary="Classify (latest version)",
 )
 @direct
@@ -124,8 +190,8 @@ async def classify(request: Request, name: str) -> FastJSONResponse:
 
 @router.post(
     "/{name}/versions/{version}:classify",
-    responses=CLASSIFY_ERRORS,
-    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    responses=CLASSIFY_VERSION_ERRORS,
+    openapi_extra={"requestBody": CLASSIFY_REQUEST_BODY},
     summary="Classify (one version)",
 )
 @direct
@@ -136,8 +202,8 @@ async def classify_version(request: Request, name: str, version: str) -> FastJSO
 
 @router.post(
     "/{name}/labels/{label}:classify",
-    responses=CLASSIFY_ERRORS,
-    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    responses=CLASSIFY_LABEL_ERRORS,
+    openapi_extra={"requestBody": CLASSIFY_REQUEST_BODY},
     summary="Classify (the version a label names)",
 )
 @direct
@@ -149,7 +215,7 @@ async def classify_label(request: Request, name: str, label: str) -> FastJSONRes
 @router.post(
     "/{name}:regress",
     responses=REGRESS_ERRORS,
-    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    openapi_extra={"requestBody": REGRESS_REQUEST_BODY},
     summary="Regress (latest version)",
 )
 @direct
@@ -160,8 +226,8 @@ async def regress(request: Request, name: str) -> FastJSONResponse:
 
 @router.post(
     "/{name}/versions/{version}:regress",
-    responses=REGRESS_ERRORS,
-    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    responses=REGRESS_VERSION_ERRORS,
+    openapi_extra={"requestBody": REGRESS_REQUEST_BODY},
     summary="Regress (one version)",
 )
 @direct
@@ -172,8 +238,8 @@ async def regress_version(request: Request, name: str, version: str) -> FastJSON
 
 @router.post(
     "/{name}/labels/{label}:regress",
-    responses=REGRESS_ERRORS,
-    openapi_extra={"requestBody": EXAMPLES_REQUEST_BODY},
+    responses=REGRESS_LABEL_ERRORS,
+    openapi_extra={"requestBody": REGRESS_REQUEST_BODY},
     summary="Regress (the version a label names)",
 )
 @direct
@@ -202,7 +268,7 @@ async def _examples(request: Request, ref: ModelRef, method: str) -> FastJSONRes
 @router.get(
     "/{name}",
     response_model=ModelStatusResponse,
-    responses=READ_ERRORS,
+    responses=STATUS_ERRORS,
     summary="Model status (every version)",
 )
 async def model_status(name: str, request: Request) -> FastJSONResponse:
@@ -214,7 +280,7 @@ async def model_status(name: str, request: Request) -> FastJSONResponse:
 @router.get(
     "/{name}/versions/{version}",
     response_model=ModelStatusResponse,
-    responses=READ_ERRORS,
+    responses=STATUS_VERSION_ERRORS,
     summary="Model status (one version)",
 )
 async def model_version_status(name: str, version: str, request: Request) -> FastJSONResponse:
@@ -230,7 +296,7 @@ async def model_version_status(name: str, version: str, request: Request) -> Fas
 @router.get(
     "/{name}/labels/{label}",
     response_model=ModelStatusResponse,
-    responses=READ_ERRORS,
+    responses=STATUS_LABEL_ERRORS,
     summary="Model status (the version a label names)",
 )
 async def model_label_status(name: str, label: str, request: Request) -> FastJSONResponse:
@@ -264,7 +330,7 @@ def _status(statuses: list[VersionStatus]) -> FastJSONResponse:
 @router.get(
     "/{name}/metadata",
     response_model=ModelMetadataResponse,
-    responses=READ_ERRORS,
+    responses=METADATA_ERRORS,
     summary="Model metadata (latest version)",
 )
 async def model_metadata(name: str, request: Request) -> FastJSONResponse:
@@ -275,7 +341,7 @@ async def model_metadata(name: str, request: Request) -> FastJSONResponse:
 @router.get(
     "/{name}/versions/{version}/metadata",
     response_model=ModelMetadataResponse,
-    responses=READ_ERRORS,
+    responses=METADATA_VERSION_ERRORS,
     summary="Model metadata (one version)",
 )
 async def model_version_metadata(name: str, version: str, request: Request) -> FastJSONResponse:
@@ -286,7 +352,7 @@ async def model_version_metadata(name: str, version: str, request: Request) -> F
 @router.get(
     "/{name}/labels/{label}/metadata",
     response_model=ModelMetadataResponse,
-    responses=READ_ERRORS,
+    responses=METADATA_LABEL_ERRORS,
     summary="Model metadata (the version a label names)",
 )
 async def model_label_metadata(name: str, label: str, request: Request) -> FastJSONResponse:

@@ -14,7 +14,8 @@ from app.signatures import DEFAULT_SIGNATURE
 
 
 class TFServingError(BaseModel):
-    error: str = Field(examples=["model 'sentmient' is not served (served: digits, sentiment)"])
+    # No example here: each route shows its own errors (app.protocols.error_responses).
+    error: str = Field(description="What went wrong, in words")
 
 
 class VersionStatus(BaseModel):
@@ -81,9 +82,11 @@ class ModelMetadataResponse(BaseModel):
     metadata: dict[str, Any]
 
 
+# Each example's "x-model" names the model it is for (the {name} in the path): tests send them.
 PREDICT_EXAMPLES: dict[str, Any] = {
     "row": {
         "summary": "Row format, sentiment",
+        "x-model": "sentiment",
         "value": {
             "signature_name": "serving_default",
             "instances": [
@@ -94,14 +97,17 @@ PREDICT_EXAMPLES: dict[str, Any] = {
     },
     "row_named": {
         "summary": "Row format with named inputs",
+        "x-model": "sentiment",
         "value": {"instances": [{"reviews": "A beautiful, moving film with a superb cast."}]},
     },
     "columnar": {
         "summary": "Columnar format, sentiment",
+        "x-model": "sentiment",
         "value": {"inputs": {"reviews": ["A beautiful, moving film with a superb cast."]}},
     },
     "digits_b64": {
         "summary": "Digits: an image file in base64 (a PNG here)",
+        "x-model": "digits",
         "value": {
             "instances": [
                 {
@@ -112,6 +118,7 @@ PREDICT_EXAMPLES: dict[str, Any] = {
     },
     "digits_pixels": {
         "summary": "Digits: 28x28 pixel values, 0-255 (one all-black image here)",
+        "x-model": "digits",
         "value": {"instances": [[[0] * 28] * 28]},
     },
 }
@@ -176,47 +183,66 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-EXAMPLES_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["examples"],
-                "properties": {
-                    "signature_name": {
-                        "type": "string",
-                        "default": DEFAULT_SIGNATURE,
-                        "description": "A classify (or regress) signature, or a predict "
-                        "signature that takes serialized tf.Examples.",
-                    },
-                    "context": {
-                        "type": "object",
-                        "description": "Features every example shares.",
-                    },
-                    "examples": {
-                        "type": "array",
-                        "minItems": 1,
-                        "description": "One object per example, feature name -> value or list:"
-                        " whole numbers (int64), decimals (float), strings or"
-                        ' `{"b64": ...}` (bytes).',
-                        "items": {"type": "object"},
+def _examples_body(signature: str, examples: dict[str, Any]) -> dict[str, Any]:
+    """The classify or regress request body's schema, with its own examples."""
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["examples"],
+                    "properties": {
+                        "signature_name": {
+                            "type": "string",
+                            "default": DEFAULT_SIGNATURE,
+                            "description": f"A {signature} signature, or a predict signature "
+                            "that takes serialized tf.Examples.",
+                        },
+                        "context": {
+                            "type": "object",
+                            "description": "Features every example shares.",
+                        },
+                        "examples": {
+                            "type": "array",
+                            "minItems": 1,
+                            "description": "One object per example, feature name -> value or"
+                            " list: whole numbers (int64), decimals (float), strings or"
+                            ' `{"b64": ...}` (bytes).',
+                            "items": {"type": "object"},
+                        },
                     },
                 },
-            },
-            "examples": {
-                "examples": {
-                    "summary": "Two examples with a shared context",
-                    "value": {
-                        "signature_name": "classify_x_to_y",
-                        "context": {"country": "fr"},
-                        "examples": [{"x": 1.0}, {"x": 2.0}],
-                    },
-                }
+                "examples": examples,
+            }
+        },
+    }
+
+
+CLASSIFY_REQUEST_BODY = _examples_body(
+    "classify",
+    {
+        "classify": {
+            "summary": "TF Serving's half_plus_two: two examples, a shared context",
+            "x-model": "half_plus_two",
+            "value": {
+                "signature_name": "classify_x_to_y",
+                "context": {"country": "fr"},
+                "examples": [{"x": 1.0}, {"x": 2.0}],
             },
         }
     },
-}
+)
+REGRESS_REQUEST_BODY = _examples_body(
+    "regress",
+    {
+        "regress": {
+            "summary": "TF Serving's half_plus_two",
+            "x-model": "half_plus_two",
+            "value": {"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}]},
+        }
+    },
+)
 
 CLASSIFY_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
