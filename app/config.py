@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         "text", description="json: one JSON object a line, for a log aggregator"
     )
     access_log: Literal["off", "errors", "all"] = Field(
-        "all", description="a line per request: none, those answered 4xx or 5xx, or every one"
+        "errors", description="a line per request: none, those answered 4xx or 5xx, or every one"
     )
 
     # Models
