@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 import yaml
 
+from app.metrics import OTHER_MODEL
 from tests.support.predictions import png
 from tests.support.prometheus import (
     JOB,
@@ -283,6 +284,8 @@ def plot_dashboard(prometheus: Prometheus, start: float, end: float, path: Path)
                     lambda m, labels=labels: labels.get(m[1], ""),
                     target["legendFormat"],
                 )
+                # matplotlib leaves labels starting with "_" out of the legend.
+                legend = legend.replace(OTHER_MODEL, "other names")
                 ax.plot(times, values, label=legend, linewidth=1.2)
         ax.set_title(title)
         ax.set_ylabel(units[panel["fieldConfig"]["defaults"]["unit"]])
