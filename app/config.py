@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         1, description="uvicorn worker processes, each with its batchers; auto: app/workers.py"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object a line, for a log aggregator"
+    )
+    access_log: Literal["off", "errors", "all"] = Field(
+        "errors", description="a line per request: none, those answered 4xx or 5xx, or every one"
+    )
 
     # Models
     model_dir: Path = Path("models")

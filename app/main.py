@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
-from app import __version__, metrics
+from app import __version__, logs, metrics
 from app.api import docs, health, playground
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
@@ -53,12 +53,14 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger("app").setLevel(settings.log_level.upper())
+        logs.take_over_access_log()
         device = configure_tensorflow(
             settings.device, settings.tf_intra_op_threads, settings.tf_inter_op_threads
         )
         logger.info("DEVICE=%s: models run on %s", settings.device, device)
         if tuned:
             tune_process(settings)
+        metrics.queue_capacity(settings.max_queue_size)
         server = ModelServer(settings, device)
         lifecycle = Lifecycle(server, settings)
         await lifecycle.load_initial()
@@ -90,7 +92,12 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
     docs.install_openapi(app)
     app.state.settings = settings
     app.state.server = None
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_bytes,
+        access_log=settings.access_log,
+        api_keys=settings.api_keys,
+    )
     install_error_handlers(app)
     # Routes are matched in order: the busiest first.
     app.include_router(native.router)
@@ -103,8 +110,12 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
 
 
 def tuned_app() -> FastAPI:
-    """The app as the server runs it (``python -m app``): with :mod:`app.tuning` applied."""
-    return create_app(tuned=True)
+    """The app as the server runs it (``python -m app``): with :mod:`app.tuning` applied, and
+    logging as ``LOG_LEVEL`` and ``LOG_FORMAT`` say (uvicorn's own access log off) however
+    uvicorn was started."""
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings, tuned=True)
 
 
 app = create_app()

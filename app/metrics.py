@@ -3,6 +3,11 @@
 With more than one worker, ``python -m app`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
 workers start; each process then writes its samples there and ``/metrics`` adds them up
 (prometheus-client's multiprocess mode).
+
+Every metric, its labels and buckets are listed in docs/operations.md ("Metrics"). Label values
+stay few: models are the folders of ``MODEL_DIR`` (a request for any other name counts as
+``_other``), versions are not labels (a dashboard reads one series per model across rollouts),
+and statuses are grouped into classes (``2xx``...) where a histogram multiplies them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from prometheus_client import (
 )
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Waiting starts at nothing: an idle model takes a request into the next call at once.
+QUEUE_BUCKETS = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# The model label of a request for a name that is no model folder (bounded cardinality).
+OTHER_MODEL = "_other"
 
 REQUESTS = Counter(
     "http_requests_total",
@@ -72,15 +81,71 @@ LOAD_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 POLLS = Counter("model_dir_polls_total", "Scans of MODEL_DIR by the version poller")
+MODEL_REQUEST_LATENCY = Histogram(
+    "model_request_duration_seconds",
+    "Time from request to response of prediction requests, by model, protocol and status class",
+    ["model", "protocol", "status_class"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "model_requests_in_flight",
+    "Prediction requests received and not yet answered, by model",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+QUEUE_WAIT = Histogram(
+    "model_queue_wait_seconds",
+    "Time from a request's instances entering the queue to their model call starting",
+    ["model"],
+    buckets=QUEUE_BUCKETS,
+)
+QUEUE_CAPACITY = Gauge(
+    "model_queue_capacity",
+    "Instances a model's queue takes (MAX_QUEUE_SIZE) before it refuses requests with 503",
+    multiprocess_mode="livesum",
+)
+VERSIONS_FAILED = Gauge(
+    "model_versions_failed",
+    "Versions in END because they could not be loaded (a retired version's END is not counted)",
+    ["model"],
+    multiprocess_mode="livemax",
+)
 STATES = ("LOADING", "AVAILABLE", "UNLOADING", "END")
+
+# Every model the service has had a version of: the model label's values.
+_models: set[str] = set()
+# The state of each version (for the END that follows LOADING, a failed load) and the failed.
+_states: dict[tuple[str, int], str] = {}
+_failed: dict[str, set[int]] = {}
 
 
 def version_state(model: str, version: int, state: str | None) -> None:
     """Set a version's state gauge: 1 for ``state``, 0 for the others (all 0 for None: a
     version the service no longer knows; zeroed rather than removed, which multiprocess
-    mode cannot do)."""
+    mode cannot do). A version that goes from LOADING to END failed to load: it counts in
+    ``model_versions_failed`` until it is loaded again or forgotten."""
     for name in STATES:
         VERSION_STATE.labels(model, str(version), name).set(1 if name == state else 0)
+    _models.add(model)
+    key = (model, version)
+    before = _states.pop(key, None)
+    if state is not None:
+        _states[key] = state
+    failed = _failed.setdefault(model, set())
+    if state == "END" and before == "LOADING":
+        failed.add(version)
+    elif state != "END":
+        failed.discard(version)
+    VERSIONS_FAILED.labels(model).set(len(failed))
+
+
+def model_label(name: str) -> str:
+    """``name`` if a version of it was ever loaded or tried here, else ``_other``."""
+    return name if name in _models else OTHER_MODEL
+
+
+def queue_capacity(instances: int) -> None:
+    QUEUE_CAPACITY.set(instances)
 
 
 def load_attempt(model: str, seconds: float, ok: bool) -> None:
@@ -105,7 +170,9 @@ class ModelMetrics:
     """
 
     def __init__(self, model: str, version: int, signature: str = "serving_default") -> None:
+        self._model = model
         self._version = (version, signature)
+        self._wait: Histogram | None = None
         self._versions = _depths.setdefault(model, {})
         self._depth = QUEUE_DEPTH.labels(model)
         self._batch = BATCH_SIZE.labels(model)
@@ -125,6 +192,18 @@ class ModelMetrics:
         self._batch.observe(instances)
         (self._ok if ok else self._failed).observe(seconds)
 
+    def queue_wait(self, seconds: float) -> None:
+        """One request's wait, from entering the queue to its model call starting.
+
+        For the batcher to call (once per request, or per request's part when a request is
+        split across calls); until it does, ``model_queue_wait_seconds`` has no series. The
+        child is made at the first call, not before, so that an unfed histogram stays absent
+        rather than zero.
+        """
+        if self._wait is None:
+            self._wait = QUEUE_WAIT.labels(self._model)
+        self._wait.observe(seconds)
+
 
 # Each request's children, found once: .labels() builds and locks a key every call.
 _request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -142,6 +221,30 @@ def observe_request(endpoint: str, method: str, status: int, seconds: float) -> 
     count, latency = children
     count.inc()
     latency.observe(seconds)
+
+
+# The same for prediction requests, by (model label, protocol, status).
+_model_children: dict[tuple[str, str, int], Histogram] = {}
+_in_flight: dict[str, Gauge] = {}
+
+
+def request_started(model: str) -> None:
+    """A prediction request for ``model`` (a :func:`model_label`) has come in."""
+    gauge = _in_flight.get(model)
+    if gauge is None:
+        gauge = _in_flight[model] = IN_FLIGHT.labels(model)
+    gauge.inc()
+
+
+def request_done(model: str, protocol: str, status: int, seconds: float) -> None:
+    """The prediction request :func:`request_started` counted has been answered."""
+    _in_flight[model].dec()
+    key = (model, protocol, status)
+    child = _model_children.get(key)
+    if child is None:
+        child = MODEL_REQUEST_LATENCY.labels(model, protocol, f"{status // 100}xx")
+        _model_children[key] = child
+    child.observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

@@ -1,5 +1,9 @@
-"""One pure-ASGI middleware for what every request needs: an id, a body cap, metrics, and a
-JSON 500 with that id should a bug escape the routes.
+"""One pure-ASGI middleware for what every request needs: an id, a body cap, metrics, the
+access line, and a JSON 500 with that id should a bug escape the routes.
+
+The id is the request's ``X-Request-ID`` (a well-formed one the client sent, else a new one):
+in the answer's header, in every log record written while the request is handled
+(:data:`app.logs.request_id`), and in its access line (:mod:`app.access`).
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so that it costs microseconds on the hot path
 and never buffers bodies.
@@ -12,23 +16,34 @@ import re
 import time
 
 import orjson
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import metrics
+from app.access import AccessLog, AccessLogger, AccessRecord, prediction_target
 from app.errors import unexpected_error
-from app.metrics import observe_request
+from app.logs import request_id as current_request_id
 from app.protocols import error_body
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestContextMiddleware:
-    """Request ids (``X-Request-ID``), ``MAX_REQUEST_BYTES``, request counts and latency, 500s."""
+    """Request ids (``X-Request-ID``), ``MAX_REQUEST_BYTES``, request counts and latency, the
+    access line (``ACCESS_LOG``), 500s."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        access_log: AccessLog = "off",
+        api_keys: list[SecretStr] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.access = AccessLogger(access_log, api_keys or [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,7 +51,16 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         request_id = _request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        id_token = current_request_id.set(request_id)
+        record = AccessRecord()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["access"] = record
+        target = prediction_target(scope["path"]) if scope["method"] == "POST" else None
+        if target is not None:
+            protocol, record.model = target
+            model = metrics.model_label(record.model)
+            metrics.request_started(model)
         id_header = (b"x-request-id", request_id.encode())
         status = 0
 
@@ -60,9 +84,16 @@ class RequestContextMiddleware:
             # carries the request id too and the traceback is logged once, not re-raised.
             await unexpected_error(Request(scope), exc)(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            status = status or 500
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
-            observe_request(endpoint, scope["method"], status or 500, time.perf_counter() - started)
+            metrics.observe_request(endpoint, scope["method"], status, seconds)
+            if target is not None:
+                metrics.request_done(model, protocol, status, seconds)
+            if self.access.wanted(status):
+                self.access.write(scope, request_id, status, seconds, record)
+            current_request_id.reset(id_token)
 
     def _capped(self, receive: Receive) -> Receive:
         """``receive`` that raises a 413 HTTPException once more than the cap has arrived.

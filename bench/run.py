@@ -53,11 +53,18 @@ CONFIGS = {
     # Not run by default: the image's default, a worker per CPU (app/workers.py); against
     # "batched" (one worker): `--configs batched,batched-auto`.
     "batched-auto": {"WORKERS": "auto"},
+    # Not run by default: what the access line costs (docs/performance.md, "Access log").
+    "access-off": {"ACCESS_LOG": "off"},
+    "access-errors": {"ACCESS_LOG": "errors"},
+    "access-all": {"ACCESS_LOG": "all"},
+    "access-all-json": {"ACCESS_LOG": "all", "LOG_FORMAT": "json"},
 }
 DEFAULT_CONFIGS = "batched,unbatched,unbatched-2c"
 SERVICE_SETTINGS = {
     "WORKERS",
     "LOG_LEVEL",
+    "LOG_FORMAT",
+    "ACCESS_LOG",
     "DEVICE",
     "TF_INTRA_OP_THREADS",
     "TF_INTER_OP_THREADS",

@@ -14,7 +14,8 @@ from bench.loadgen import fetch
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
-# No access log line per request: the servers run with LOG_LEVEL=warning unless it is set.
+# Only warnings and errors from the service; ACCESS_LOG (its default unless set) decides the
+# access lines.
 LOG_LEVEL = "warning"
 
 

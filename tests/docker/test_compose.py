@@ -268,3 +268,46 @@ def test_prometheus_scrapes_the_metrics_endpoint(resolved: dict[str, Any]) -> No
         for target in static["targets"]
     }
     assert {f"{name}:8000" for name in API_SERVICES} <= targets
+
+
+def test_prometheus_loads_the_alert_rules_and_grafana_the_dashboard(
+    resolved: dict[str, Any],
+) -> None:
+    """The monitoring profile: Prometheus reads deploy/monitoring/alerts.yml where
+    deploy/prometheus.yml names it, and Grafana gets the Prometheus beside it as its data source
+    and the dashboard in the folder its provider reads (tests/e2e/test_monitoring.py runs the
+    rules and the dashboard's queries in a real Prometheus)."""
+
+    def mounts(service: dict[str, Any]) -> dict[str, str]:
+        return {
+            target: source
+            for source, target, *_ in (str(v).split(":") for v in service["volumes"])
+            if source.startswith("./deploy/")
+        }
+
+    prometheus = resolved["services"]["prometheus"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (rules,) = config["rule_files"]
+    assert mounts(prometheus)[f"/etc/prometheus/{rules}"] == "./deploy/monitoring/alerts.yml"
+
+    grafana = resolved["services"]["grafana"]
+    assert grafana["profiles"] == ["monitoring"]
+    assert ":" in grafana["image"], "pin the image"
+    assert not grafana["image"].endswith(":latest"), "pin the image"
+    files = mounts(grafana)
+    datasources = yaml.safe_load(
+        (ROOT / files["/etc/grafana/provisioning/datasources/prometheus.yml"]).read_text()
+    )
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load(
+        (
+            ROOT / files["/etc/grafana/provisioning/dashboards/keras-inference-service.yml"]
+        ).read_text()
+    )
+    folder = providers["providers"][0]["options"]["path"]
+    dashboard = files[f"{folder}/keras-inference-service.json"]
+    assert dashboard == "./deploy/monitoring/keras-inference-service.json"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{folder}/keras-inference-service.json"

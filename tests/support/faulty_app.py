@@ -44,7 +44,9 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI
 
+from app import logs
 from app.batching import PredictFn
+from app.config import get_settings
 from app.main import create_app
 from app.model import LoadedModel
 from app.serving import ModelRef, ModelServer, Prediction, Servable
@@ -133,7 +135,9 @@ async def predict_with_faults(
 def create_faulty_app() -> FastAPI:
     ModelServer.servable_for = servable_with_faults  # type: ignore[method-assign]
     ModelServer.predict = predict_with_faults  # type: ignore[method-assign]
-    app = create_app()
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)  # as app.main.tuned_app does
+    app = create_app(settings)
 
     @app.get("/faults/bug", include_in_schema=False)
     async def bug() -> None:
