@@ -1,10 +1,14 @@
-"""Digits as people make them, for the tests of the digit framing: drawn, or MNIST's re-framed.
+"""Digits as people make them: drawn, scribbled by many hands, or MNIST's re-framed.
 
 ``draw(digit, ...)`` draws one of ten hand-written stroke shapes with Pillow, at any size, pen
-width, position and polarity, the way a drawing pad or a paint program would. ``REFRAMINGS``
-turn an MNIST test image into the 28x28 images and canvases people make of the same digit:
-filling the frame, in a corner, small and off-centre, thick or thin strokes, black on white,
-white on transparent. Nothing here knows how ``app.inputs`` frames a digit.
+width, position and polarity, the way a drawing pad or a paint program would.
+``scribble(digit, rng, size)`` draws a different hand each call: the shape's points moved a
+little, slanted, turned, sometimes another way of writing the digit (a 1 with a flag and a foot,
+a crossed 7, a closed 4), the pen's width and the digit's proportions drawn too, filling the
+frame. ``REFRAMINGS`` turn an MNIST test image into the 28x28 images and canvases people make of
+the same digit: filling the frame, in a corner, small and off-centre, thick or thin strokes,
+black on white, white on transparent. Nothing here knows how ``app.inputs`` frames a digit, and
+no model was trained on any of it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,15 @@ STROKES: dict[int, list[list[tuple[float, float]]]] = {
 }  # fmt: skip
 
 
+# Other ways of writing some digits, drawn by scribble() one time in three.
+VARIANTS: dict[int, list[list[tuple[float, float]]]] = {
+    1: [[(0.25, 0.22), (0.55, 0.02), (0.55, 0.98)], [(0.3, 0.98), (0.8, 0.98)]],
+    4: [[(0.6, 0.02), (0.1, 0.66), (0.9, 0.66)], [(0.6, 0.02), (0.6, 0.98)]],
+    7: [[(0.1, 0.05), (0.9, 0.05), (0.42, 0.98)], [(0.3, 0.52), (0.82, 0.52)]],
+    9: [_ellipse(0.5, 0.28, 0.32, 0.26, 0.0), [(0.82, 0.28), (0.6, 0.98)]],
+}  # fmt: skip
+
+
 def draw(
     digit: int,
     size: tuple[int, int] = (280, 280),
@@ -61,13 +74,24 @@ def draw(
     pen's centre line inside it. Drawn 4x larger and reduced, so edges are anti-aliased as a
     canvas's are.
     """
+    return _render(STROKES[digit], size, box, pen, ink, paper)
+
+
+def _render(
+    strokes: list[list[tuple[float, float]]],
+    size: tuple[int, int],
+    box: tuple[float, float, float, float],
+    pen: float,
+    ink: int,
+    paper: int,
+) -> np.ndarray:
     width, height = size
     factor = 4
     image = Image.new("L", (width * factor, height * factor), paper)
     pen_px = max(1, round(pen * factor))
     left, top, right, bottom = box
     canvas = ImageDraw.Draw(image)
-    for stroke in STROKES[digit]:
+    for stroke in strokes:
         points = [
             (
                 (left + x * (right - left)) * width * factor,
@@ -81,6 +105,43 @@ def draw(
             canvas.ellipse((x - r, y - r, x + r, y + r), fill=ink)
     reduced = image.resize((width, height), Image.Resampling.BOX)
     return np.asarray(reduced, dtype=np.uint8)
+
+
+def scribble(digit: int, rng: np.random.Generator, side: int = 28) -> np.ndarray:
+    """``digit`` in a hand of its own, light on dark, filling a ``side`` x ``side`` frame.
+
+    The frame is filled as a person filling a 28x28 editor or a small canvas would: the
+    digit's height takes 80-95% of it. The pen is 6-13% of the side wide.
+    """
+    strokes = STROKES[digit]
+    if digit in VARIANTS and rng.random() < 1 / 3:
+        strokes = VARIANTS[digit]
+    angle = np.radians(rng.uniform(-10, 10))
+    slant = rng.uniform(-0.3, 0.15)
+    cos, sin = np.cos(angle), np.sin(angle)
+    moved = []
+    for stroke in strokes:
+        points = np.array(stroke)
+        # Corners move on their own; a curve (many points) moves and stretches as a whole.
+        wobble = 0.035 if len(stroke) <= 12 else 0.005
+        centre = points.mean(axis=0)
+        points = centre + (points - centre) * rng.uniform(0.85, 1.15, 2)
+        points += rng.normal(0, 0.025, 2) + rng.normal(0, wobble, points.shape)
+        x, y = points[:, 0] - 0.5, points[:, 1] - 0.5
+        x = x + slant * -y
+        points = np.stack([cos * x - sin * y, sin * x + cos * y], axis=1) + 0.5
+        moved.append(points)
+    every = np.concatenate(moved)
+    low, high = every.min(axis=0), every.max(axis=0)
+    spread = np.maximum(high - low, 1e-6)
+    pen = side * rng.uniform(0.06, 0.13)
+    margin = pen / 2 / side
+    height = rng.uniform(0.8, 0.95) - 2 * margin
+    width = min(height * spread[0] / spread[1] * rng.uniform(0.8, 1.2), 1 - 2 * margin)
+    left = margin + rng.random() * max(0.0, 1 - 2 * margin - width)
+    top = margin + rng.random() * max(0.0, 1 - 2 * margin - height)
+    unit = [[tuple((p - low) / spread) for p in points] for points in moved]
+    return _render(unit, (side, side), (left, top, left + width, top + height), pen, 255, 0)
 
 
 def png(pixels: np.ndarray, mode: str | None = None) -> bytes:
