@@ -29,7 +29,7 @@ PAD_BOX = (0.25, 0.12, 0.75, 0.88)
 
 def open_page(session: Session) -> None:
     session.page.goto(session.base + "/")
-    session.page.get_by_text(re.compile(r"Serving .*digits v1")).wait_for()
+    session.page.get_by_text(re.compile(r"Serving .*digits v2")).wait_for()
 
 
 def wait_idle(session: Session, testid: str) -> None:
@@ -92,7 +92,7 @@ def test_page_shows_the_models_and_nothing_leaves_the_server(session_for, server
     session = session_for(server)
     open_page(session)
     assert session.page.title().startswith("Playground")
-    assert "sentiment v1" in session.page.locator("#models").inner_text()
+    assert "sentiment v2" in session.page.locator("#models").inner_text()
     assert session.page.locator("#api-key").is_hidden()  # no API_KEYS on this server
     assert any(r.url.endswith("/v1/models") for r in session.requests)
     session.check()
@@ -364,7 +364,7 @@ def test_with_api_keys_the_page_asks_for_one_and_keeps_it_in_memory(
 
     page.get_by_label("API key").fill(KEY)
     page.get_by_role("button", name="Use key").click()
-    page.get_by_text(re.compile(r"Serving .*digits v1")).wait_for()
+    page.get_by_text(re.compile(r"Serving .*digits v2")).wait_for()
     page.get_by_role("button", name="Predict digit").click()
     assert read_digit(session) == 1
     sent = [r for r in session.requests if r.url.endswith("/v1/digits/predict")]
