@@ -83,7 +83,12 @@ async function loadModels() {
     const body = await callApi("/v1/models");
     const parts = body.models.map((model) => {
       const device = String(model.device || "").replace(/^\//, "");
-      return `${model.name} v${model.version} on ${device}`;
+      // The labels naming the version that answers, e.g. "sentiment v2 (stable)".
+      const labels = Object.entries(model.labels || {})
+        .filter(([, version]) => version === model.version)
+        .map(([label]) => label);
+      const named = labels.length ? ` (${labels.join(", ")})` : "";
+      return `${model.name} v${model.version}${named} on ${device}`;
     });
     modelsLine.textContent = parts.length ? `Serving ${parts.join(", ")}.` : "No models are served.";
   } catch (error) {
