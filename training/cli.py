@@ -27,9 +27,8 @@ def base_parser(description: str, batch_size: int | None) -> argparse.ArgumentPa
         help="models root; the model goes to <output-dir>/<name>/<version>/",
     )
     parser.add_argument("--version", type=int, default=None, help="version (default: next free)")
-    parser.add_argument(
-        "--batch-size", type=int, default=batch_size, help="(default: the recipe's)"
-    )
+    recipes = "None: the recipe's own" if batch_size is None else None
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=recipes)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--limit",
