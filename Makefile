@@ -38,9 +38,10 @@ lint: $(VENV)/.installed  ## ruff, ruff format, mypy --strict on app/, hadolint
 lock: $(VENV)/.installed  ## refresh requirements/*.txt from pyproject.toml
 	UV=$(BIN)/uv $(if $(UPGRADE),UPGRADE=1) requirements/lock.sh
 
-train: $(VENV)/.installed  ## retrain both models into models/<name>/<next version>/
-	$(BIN)/python -m training.sentiment
-	$(BIN)/python -m training.digits
+train: $(VENV)/.installed  ## retrain both models (recipe v2) into models/<name>/<next version>/, and measure them
+	$(BIN)/python -m training.sentiment --recipe v2
+	$(BIN)/python -m training.digits --recipe v2
+	$(BIN)/python -m evaluation models/sentiment models/digits --write
 
 bench: $(VENV)/.installed  ## batched vs unbatched, protocols, swaps (~11 min); then one worker vs WORKERS=auto (~5 min)
 	$(BIN)/python -m bench

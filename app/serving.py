@@ -192,7 +192,7 @@ class ModelEntry:
     versions: dict[int, VersionStatus] = field(default_factory=dict)
     servables: dict[int, Servable] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
-    latest: Servable | None = None  # the highest available version: what unversioned gets
+    latest: Servable | None = None  # what unversioned requests get (see _refresh_latest)
 
     @property
     def state(self) -> str:
@@ -348,9 +348,16 @@ class ModelServer:
         self._refresh_latest(entry)
         return servable
 
-    @staticmethod
-    def _refresh_latest(entry: ModelEntry) -> None:
-        entry.latest = entry.servables[max(entry.servables)] if entry.servables else None
+    def _refresh_latest(self, entry: ModelEntry) -> None:
+        """Unversioned requests get the highest available version that the policy picks.
+
+        A version loaded only because a label names it (``MODEL_VERSION_POLICY=specific:1``
+        with ``{"canary": 2}``) answers only those who ask for it; the highest available
+        version is the fallback while none that the policy picks is available.
+        """
+        picked = self.settings.model_version_policy.select(entry.servables)
+        best = max(picked or entry.servables, default=None)
+        entry.latest = entry.servables[best] if best is not None else None
 
     async def stop(self) -> None:
         """Stop taking requests; answer every queued one first."""

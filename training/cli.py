@@ -10,7 +10,7 @@ from training.data import default_data_dir
 DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
-def base_parser(description: str, batch_size: int) -> argparse.ArgumentParser:
+def base_parser(description: str, batch_size: int | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -28,7 +28,8 @@ def base_parser(description: str, batch_size: int) -> argparse.ArgumentParser:
         help="models root; the model goes to <output-dir>/<name>/<version>/",
     )
     parser.add_argument("--version", type=int, default=None, help="version (default: next free)")
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    recipes = "None: the recipe's own" if batch_size is None else None
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=recipes)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--limit",

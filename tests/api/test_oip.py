@@ -95,17 +95,17 @@ def test_one_version_number_pyproject_s(client: TestClient) -> None:
             "/v2/models/sentiment",
             {
                 "name": "sentiment",
-                "versions": ["1"],
+                "versions": ["2"],
                 "platform": "tensorflow_savedmodel",
                 "inputs": [{"name": "reviews", "datatype": "BYTES", "shape": [-1]}],
                 "outputs": [{"name": "positive_probability", "datatype": "FP32", "shape": [-1]}],
             },
         ),
         (
-            "/v2/models/digits/versions/1",
+            "/v2/models/digits/versions/2",
             {
                 "name": "digits",
-                "versions": ["1"],
+                "versions": ["2"],
                 "platform": "tensorflow_savedmodel",
                 "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}],
                 "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}],
@@ -119,8 +119,8 @@ def test_model_metadata(client: TestClient, path: str, expected: dict[str, Any])
 
 def test_model_readiness_and_config(client: TestClient) -> None:
     assert client.get("/v2/models/digits/ready").status_code == 200
-    assert client.get("/v2/models/digits/versions/1/ready").status_code == 200
-    assert_oip_error(client.get("/v2/models/digits/versions/2/ready"), 404)
+    assert client.get("/v2/models/digits/versions/2/ready").status_code == 200
+    assert_oip_error(client.get("/v2/models/digits/versions/3/ready"), 404)
     assert_oip_error(client.get("/v2/models/nope/ready"), 404)
     config = client.get("/v2/models/digits/config").json()
     assert config["input"] == [{"name": "images", "data_type": "TYPE_FP32", "dims": [28, 28]}]
@@ -131,9 +131,9 @@ def test_model_readiness_and_config(client: TestClient) -> None:
     "path",
     [
         "/v2/models/nope",
-        "/v2/models/sentiment/versions/2",
+        "/v2/models/sentiment/versions/3",
         "/v2/models/sentiment/versions/abc",
-        "/v2/models/sentiment/versions/%D9%A1",  # an Arabic-Indic one, which int() reads as 1
+        "/v2/models/sentiment/versions/%D9%A2",  # an Arabic-Indic two, which int() reads as 2
         "/v2/models/..%2Fsentiment",
         "/v2/nothing/here",
     ],
@@ -154,7 +154,7 @@ def test_sentiment_json_equals_the_native_endpoint(client: TestClient) -> None:
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert body["model_name"] == "sentiment"
-    assert body["model_version"] == "1"
+    assert body["model_version"] == "2"
     assert body["id"] == "req-7"
     (output,) = body["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == (

@@ -59,7 +59,7 @@ def digits() -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/models/sentiment", "/v1/models/sentiment/versions/1", "/v1/models/digits"]
+    "path", ["/v1/models/sentiment", "/v1/models/sentiment/versions/2", "/v1/models/digits"]
 )
 def test_status_lists_available_versions(client: TestClient, path: str) -> None:
     response = client.get(path)
@@ -67,7 +67,7 @@ def test_status_lists_available_versions(client: TestClient, path: str) -> None:
     assert response.json() == {
         "model_version_status": [
             {
-                "version": "1",
+                "version": "2",
                 "state": "AVAILABLE",
                 "status": {"error_code": "OK", "error_message": ""},
             }
@@ -79,7 +79,7 @@ def test_status_lists_available_versions(client: TestClient, path: str) -> None:
     "path",
     [
         "/v1/models/nope",
-        "/v1/models/sentiment/versions/2",
+        "/v1/models/sentiment/versions/3",
         "/v1/models/sentiment/versions/abc",
         "/v1/models/sentiment/versions/-1",
         "/v1/models/sentiment/versions/99999999999999999999999999999",
@@ -101,11 +101,11 @@ def test_unknown_model_or_version_is_404(client: TestClient, path: str) -> None:
 
 def test_metadata_is_tf_servings_signature_def(client: TestClient) -> None:
     unversioned = client.get("/v1/models/sentiment/metadata")
-    versioned = client.get("/v1/models/sentiment/versions/1/metadata")
+    versioned = client.get("/v1/models/sentiment/versions/2/metadata")
     assert unversioned.status_code == versioned.status_code == 200
     assert unversioned.json() == versioned.json()
     assert unversioned.json() == {
-        "model_spec": {"name": "sentiment", "signature_name": "", "version": "1"},
+        "model_spec": {"name": "sentiment", "signature_name": "", "version": "2"},
         "metadata": {
             "signature_def": {
                 "signature_def": {
@@ -163,13 +163,13 @@ def test_digits_metadata_gives_dims_and_dtypes(client: TestClient) -> None:
             "predictions",
         ),
         (
-            "/v1/models/sentiment/versions/1:predict",
+            "/v1/models/sentiment/versions/2:predict",
             {"instances": [{"reviews": review} for review in REVIEWS]},
             "predictions",
         ),
         ("/v1/models/sentiment:predict", {"inputs": REVIEWS}, "outputs"),
         (
-            "/v1/models/sentiment/versions/1:predict",
+            "/v1/models/sentiment/versions/2:predict",
             {"signature_name": "serving_default", "inputs": {"reviews": REVIEWS}},
             "outputs",
         ),
@@ -218,7 +218,7 @@ def test_digits_pixel_instances_equal_the_native_upload(client: TestClient, digi
     for path, body, key in [
         ("/v1/models/digits:predict", {"instances": digits.tolist()}, "predictions"),
         (
-            "/v1/models/digits/versions/1:predict",
+            "/v1/models/digits/versions/2:predict",
             {"signature_name": "serving_default", "instances": digits[..., None].tolist()},
             "predictions",
         ),
@@ -377,7 +377,7 @@ def test_error_messages_say_what_is_wrong(client: TestClient) -> None:
     "path",
     [
         "/v1/models/nope:predict",
-        "/v1/models/sentiment/versions/2:predict",
+        "/v1/models/sentiment/versions/3:predict",
         "/v1/models/sentiment/versions/x:predict",
         "/v1/models/..:predict",
         "/v1/models/..%2Fsentiment:predict",
@@ -390,7 +390,7 @@ def test_predict_on_unknown_model_or_version_is_404(client: TestClient, path: st
 
 
 def test_unknown_signature_is_404(client: TestClient) -> None:
-    for path in ["/v1/models/sentiment:predict", "/v1/models/sentiment/versions/1:predict"]:
+    for path in ["/v1/models/sentiment:predict", "/v1/models/sentiment/versions/2:predict"]:
         body = {"signature_name": "predict_proba", "instances": ["a"]}
         message = assert_tf_error(client.post(path, json=body), 404)
         assert "predict_proba" in message

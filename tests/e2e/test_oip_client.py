@@ -57,12 +57,12 @@ def test_server_and_model_health_and_metadata(client: triton.InferenceServerClie
     assert client.is_server_live()
     assert client.is_server_ready()
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
-    for model, version in [("digits", ""), ("sentiment", "1")]:
+    for model, version in [("digits", ""), ("sentiment", "2")]:
         assert client.is_model_ready(model, version)
     metadata = client.get_model_metadata("digits")
     assert metadata["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}]
     assert metadata["platform"] == "tensorflow_savedmodel"
-    assert client.get_model_metadata("sentiment", "1")["inputs"][0]["datatype"] == "BYTES"
+    assert client.get_model_metadata("sentiment", "2")["inputs"][0]["datatype"] == "BYTES"
     assert client.get_model_config("digits")["max_batch_size"] > 0
     assert not client.is_model_ready("nope")
 
@@ -80,7 +80,7 @@ def test_fp32_images(
     outputs = [triton.InferRequestedOutput("probabilities", binary_data=binary)]
     result = client.infer("digits", [tensor], outputs=outputs, request_id="fp32")
     assert result.get_response()["id"] == "fp32"
-    assert result.get_response()["model_version"] == "1"
+    assert result.get_response()["model_version"] == "2"
     got = result.as_numpy("probabilities")
     assert got.shape == (len(digits), 10)
     assert got.ravel().tolist() == close_to(native["probabilities"].ravel().tolist())
@@ -94,7 +94,7 @@ def test_bytes_reviews(
     tensor = triton.InferInput("reviews", [len(REVIEWS)], "BYTES")
     tensor.set_data_from_numpy(reviews, binary_data=binary)
     outputs = None if binary else [triton.InferRequestedOutput("positive_probability", False)]
-    result = client.infer("sentiment", [tensor], outputs=outputs, model_version="1")
+    result = client.infer("sentiment", [tensor], outputs=outputs, model_version="2")
     got = result.as_numpy("positive_probability")
     assert got.tolist() == close_to(native["positive_probability"].tolist())
 

@@ -58,27 +58,27 @@ TRIGGERS: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("post", "/v1/models/{name}:predict", "/v1/models/sentiment:predict", {"json": {"instances": [1]}}, 400),
     ("post", "/v1/models/{name}:predict", "/v1/models/digtis:predict", {"json": {"instances": [1]}}, 404),
     ("post", "/v1/models/{name}:predict", "/v1/models/sentiment:predict", {"content": OVER_THE_LIMIT}, 413),
-    ("post", "/v1/models/{name}/versions/{version}:predict", "/v1/models/sentiment/versions/1:predict", {"json": {"instances": [1]}}, 400),
+    ("post", "/v1/models/{name}/versions/{version}:predict", "/v1/models/sentiment/versions/2:predict", {"json": {"instances": [1]}}, 400),
     ("post", "/v1/models/{name}/versions/{version}:predict", "/v1/models/sentiment/versions/3:predict", {"json": {"instances": ["x"]}}, 404),
-    ("post", "/v1/models/{name}/versions/{version}:predict", "/v1/models/sentiment/versions/1:predict", {"content": OVER_THE_LIMIT}, 413),
+    ("post", "/v1/models/{name}/versions/{version}:predict", "/v1/models/sentiment/versions/2:predict", {"content": OVER_THE_LIMIT}, 413),
     ("post", "/v1/models/{name}/labels/{label}:predict", "/v1/models/sentiment/labels/stable:predict", {"json": {"instances": [1]}}, 400),
     ("post", "/v1/models/{name}/labels/{label}:predict", "/v1/models/sentiment/labels/canary:predict", {"json": {"instances": ["x"]}}, 404),
     ("post", "/v1/models/{name}/labels/{label}:predict", "/v1/models/sentiment/labels/stable:predict", {"content": OVER_THE_LIMIT}, 413),
     ("post", "/v1/models/{name}:classify", "/v1/models/sentiment:classify", {"json": {"examples": [{"x": 1}]}}, 400),
     ("post", "/v1/models/{name}:classify", "/v1/models/digtis:classify", {"json": {"examples": [{"x": 1}]}}, 404),
     ("post", "/v1/models/{name}:classify", "/v1/models/sentiment:classify", {"content": OVER_THE_LIMIT}, 413),
-    ("post", "/v1/models/{name}/versions/{version}:classify", "/v1/models/sentiment/versions/1:classify", {"json": {"examples": [{"x": 1}]}}, 400),
+    ("post", "/v1/models/{name}/versions/{version}:classify", "/v1/models/sentiment/versions/2:classify", {"json": {"examples": [{"x": 1}]}}, 400),
     ("post", "/v1/models/{name}/versions/{version}:classify", "/v1/models/sentiment/versions/3:classify", {"json": {"examples": [{"x": 1}]}}, 404),
-    ("post", "/v1/models/{name}/versions/{version}:classify", "/v1/models/sentiment/versions/1:classify", {"content": OVER_THE_LIMIT}, 413),
+    ("post", "/v1/models/{name}/versions/{version}:classify", "/v1/models/sentiment/versions/2:classify", {"content": OVER_THE_LIMIT}, 413),
     ("post", "/v1/models/{name}/labels/{label}:classify", "/v1/models/sentiment/labels/stable:classify", {"json": {"examples": [{"x": 1}]}}, 400),
     ("post", "/v1/models/{name}/labels/{label}:classify", "/v1/models/sentiment/labels/canary:classify", {"json": {"examples": [{"x": 1}]}}, 404),
     ("post", "/v1/models/{name}/labels/{label}:classify", "/v1/models/sentiment/labels/stable:classify", {"content": OVER_THE_LIMIT}, 413),
     ("post", "/v1/models/{name}:regress", "/v1/models/sentiment:regress", {"json": {"examples": [{"x": 1}]}}, 400),
     ("post", "/v1/models/{name}:regress", "/v1/models/digtis:regress", {"json": {"examples": [{"x": 1}]}}, 404),
     ("post", "/v1/models/{name}:regress", "/v1/models/sentiment:regress", {"content": OVER_THE_LIMIT}, 413),
-    ("post", "/v1/models/{name}/versions/{version}:regress", "/v1/models/sentiment/versions/1:regress", {"json": {"examples": [{"x": 1}]}}, 400),
+    ("post", "/v1/models/{name}/versions/{version}:regress", "/v1/models/sentiment/versions/2:regress", {"json": {"examples": [{"x": 1}]}}, 400),
     ("post", "/v1/models/{name}/versions/{version}:regress", "/v1/models/sentiment/versions/3:regress", {"json": {"examples": [{"x": 1}]}}, 404),
-    ("post", "/v1/models/{name}/versions/{version}:regress", "/v1/models/sentiment/versions/1:regress", {"content": OVER_THE_LIMIT}, 413),
+    ("post", "/v1/models/{name}/versions/{version}:regress", "/v1/models/sentiment/versions/2:regress", {"content": OVER_THE_LIMIT}, 413),
     ("post", "/v1/models/{name}/labels/{label}:regress", "/v1/models/sentiment/labels/stable:regress", {"json": {"examples": [{"x": 1}]}}, 400),
     ("post", "/v1/models/{name}/labels/{label}:regress", "/v1/models/sentiment/labels/canary:regress", {"json": {"examples": [{"x": 1}]}}, 404),
     ("post", "/v1/models/{name}/labels/{label}:regress", "/v1/models/sentiment/labels/stable:regress", {"content": OVER_THE_LIMIT}, 413),
@@ -91,9 +91,9 @@ TRIGGERS: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("post", "/v2/models/{name}/infer", "/v2/models/sentiment/infer", {"json": {"inputs": [{"name": "reviews", "datatype": "BYTES", "shape": [2], "data": ["x"]}]}}, 400),
     ("post", "/v2/models/{name}/infer", "/v2/models/digtis/infer", {"json": {}}, 404),
     ("post", "/v2/models/{name}/infer", "/v2/models/sentiment/infer", {"content": OVER_THE_LIMIT}, 413),
-    ("post", "/v2/models/{name}/versions/{version}/infer", "/v2/models/sentiment/versions/1/infer", {"json": {"inputs": [{"name": "reviews", "datatype": "BYTES", "shape": [2], "data": ["x"]}]}}, 400),
+    ("post", "/v2/models/{name}/versions/{version}/infer", "/v2/models/sentiment/versions/2/infer", {"json": {"inputs": [{"name": "reviews", "datatype": "BYTES", "shape": [2], "data": ["x"]}]}}, 400),
     ("post", "/v2/models/{name}/versions/{version}/infer", "/v2/models/digits/versions/3/infer", {"json": {}}, 404),
-    ("post", "/v2/models/{name}/versions/{version}/infer", "/v2/models/sentiment/versions/1/infer", {"content": OVER_THE_LIMIT}, 413),
+    ("post", "/v2/models/{name}/versions/{version}/infer", "/v2/models/sentiment/versions/2/infer", {"content": OVER_THE_LIMIT}, 413),
     ("get", "/v2/models/{name}", "/v2/models/digtis", {}, 404),
     ("get", "/v2/models/{name}/versions/{version}", "/v2/models/digits/versions/3", {}, 404),
     ("get", "/v2/models/{name}/ready", "/v2/models/digtis/ready", {}, 404),
@@ -108,8 +108,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     examples."""
     root = tmp_path_factory.mktemp("openapi") / "models"
     shutil.copytree(ROOT / "models", root)
-    tf1_half_plus_two(root / "half_plus_two" / "1")
-    (root / "half_plus_two" / "labels.json").write_text('{"stable": 1}')
+    tf1_half_plus_two(root / "half_plus_two" / "2")
+    (root / "half_plus_two" / "labels.json").write_text('{"stable": 2}')
     return root
 
 
@@ -204,7 +204,7 @@ def test_a_wrong_example_would_be_caught(document: dict[str, Any]) -> None:
 
 
 def fill(path: str, model: str) -> str:
-    return path.replace("{name}", model).replace("{version}", "1").replace("{label}", "stable")
+    return path.replace("{name}", model).replace("{version}", "2").replace("{label}", "stable")
 
 
 def test_every_request_example_is_answered_200(server: str, document: dict[str, Any]) -> None:

@@ -111,7 +111,7 @@ def test_sentiment_client(url: str) -> None:
     assert predictions == pytest.approx(scores, rel=1e-5, abs=1e-6)
 
     columnar = httpx.post(
-        f"{url}/v1/models/sentiment/versions/1:predict",
+        f"{url}/v1/models/sentiment/versions/2:predict",
         json={"signature_name": "serving_default", "inputs": {"reviews": REVIEWS}},
         timeout=30,
     )

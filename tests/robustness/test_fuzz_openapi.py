@@ -125,7 +125,7 @@ BODIES = {
     | st.fixed_dictionaries(
         {"inputs": JSON | TEXTS, "signature_name": st.sampled_from(["", "serving_default"])}
     ),
-    "/v1/models/digits/versions/1:predict": JSON
+    "/v1/models/digits/versions/2:predict": JSON
     | st.fixed_dictionaries(
         {"instances": st.lists(PIXELS | GOOD_PIXELS | JSON, min_size=1, max_size=3)}
     )

@@ -268,6 +268,24 @@ async def test_a_version_changed_while_loading_leaves_no_state_behind(
         assert REGISTRY.get_sample_value("model_version_state", labels) == 0.0, state
 
 
+async def test_a_version_only_a_label_keeps_answers_only_those_who_ask_for_it(
+    model_dir: Path,
+) -> None:
+    """specific:1 with {"stable": 2}: version 2 loads for its label, and unversioned requests
+    stay on 1, the version the policy picks: the pinned model is one setting away."""
+    publish(model_dir, "sentiment", 2)
+    (model_dir / "sentiment" / "labels.json").write_text('{"stable": 2}')
+    lifecycle, server = await started(model_dir, model_version_policy="specific:1")
+    try:
+        assert states(server) == {1: "AVAILABLE", 2: "AVAILABLE"}
+        assert served(server, ModelRef("sentiment")) == 1
+        assert served(server, ModelRef("sentiment", label="stable")) == 2
+        assert served(server, ModelRef("sentiment", version=2)) == 2
+    finally:
+        await lifecycle.stop()
+        await server.stop()
+
+
 async def test_labels_follow_their_file_and_point_only_at_available_versions(
     running: tuple[Lifecycle, ModelServer], model_dir: Path
 ) -> None:

@@ -12,8 +12,8 @@ const MODELS_RETRY_MS = 5000; // while a model is not served, ask /v1/models aga
 // Chosen from data, with the method and the figures in docs/api.md ("How sure the models are");
 // tests/api/test_confidence.py checks them against the data again.
 const MIN_INK = 0.01; // less ink than this share of the pad: a dot or a dash, not a digit
-const SURE_DIGIT = 0.9; // a lower top probability is a guess: 9 in 10 misread digits are below
-const MIXED_WITHIN = 0.22; // a score this close to 0.5 is mixed: half the misread reviews are
+const SURE_DIGIT = 0.98; // a lower top probability is a guess: 9 in 10 misread digits are below
+const MIXED_WITHIN = 0.17; // a score this close to 0.5 is mixed: half the misread reviews are
 
 let apiKey = "";
 
@@ -95,7 +95,12 @@ async function loadModels() {
     const available = body.models.filter((model) => model.version !== null);
     const parts = available.map((model) => {
       const device = String(model.device || "").replace(/^\//, "");
-      return `${model.name} v${model.version} on ${device}`;
+      // The labels naming the version that answers, e.g. "sentiment v2 (stable)".
+      const labels = Object.entries(model.labels || {})
+        .filter(([, version]) => version === model.version)
+        .map(([label]) => label);
+      const named = labels.length ? ` (${labels.join(", ")})` : "";
+      return `${model.name} v${model.version}${named} on ${device}`;
     });
     modelsLine.textContent = parts.length ? `Serving ${parts.join(", ")}.` : "No models are served.";
     for (const name of Object.keys(panels)) {

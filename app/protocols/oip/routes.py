@@ -57,7 +57,7 @@ def _errors(examples: dict[int, ErrorExample]) -> dict[int | str, dict[str, Any]
 
 VERSION_NOT_AVAILABLE: ErrorExample = (
     "not_found",
-    "model 'digits' version 3 is not available; available versions: 1",
+    "model 'digits' version 3 is not available; available versions: 2",
 )
 READ_ERRORS = _errors({404: UNKNOWN_MODEL, 503: ("unavailable", "model 'digits' is still loading")})
 READ_VERSION_ERRORS = _errors(

@@ -58,7 +58,7 @@ def _errors(examples: dict[int, ErrorExample]) -> dict[int | str, dict[str, Any]
 
 NO_SUCH_VERSION: ErrorExample = (
     "not_found",
-    "model 'sentiment' version 3 is not available; available versions: 1",
+    "model 'sentiment' version 3 is not available; available versions: 2",
 )
 NO_SUCH_LABEL: ErrorExample = (
     "not_found",
@@ -99,7 +99,7 @@ REGRESS_VERSION_ERRORS = {**REGRESS_RESPONSES, **_errors({**_REGRESS, 404: NO_SU
 REGRESS_LABEL_ERRORS = {**REGRESS_RESPONSES, **_errors({**_REGRESS, 404: NO_SUCH_LABEL})}
 STATUS_ERRORS = _errors({404: UNKNOWN_MODEL, 503: NOT_READY})
 STATUS_VERSION_ERRORS = _errors(
-    {404: ("not_found", "model 'sentiment' has no version 3 (versions: 1)"), 503: NOT_READY}
+    {404: ("not_found", "model 'sentiment' has no version 3 (versions: 2)"), 503: NOT_READY}
 )
 STATUS_LABEL_ERRORS = _errors({404: NO_SUCH_LABEL, 503: NOT_READY})
 METADATA_ERRORS = _errors(
