@@ -3,9 +3,12 @@ request is for the metrics (which model, which protocol).
 
 :mod:`app.middleware` makes an :class:`AccessRecord` for each request and puts it in the ASGI
 scope (``scope["state"]["access"]``, ``request.state.access`` in a route), so that whatever
-serves the request can fill in what only it knows: the version that answered, the signature,
-the number of instances, and the size, queue wait and compute time of the model call that
-served it. The middleware writes the line once the answer is sent, with whatever was filled.
+serves the request can fill in what only it knows: :meth:`app.serving.ModelServer.predict`
+the version that answered, the signature, the number of instances, the time it took to decode
+them, and the size, queue wait and compute time of the model call that served it (from the
+batcher's stamps, :class:`app.batching.Timing`); the route the time to encode the answer. The
+middleware writes the line once the answer is sent, with whatever was filled, and gives the
+same fields to the request's span when tracing (:func:`app.tracing.request_attributes`).
 """
 
 from __future__ import annotations
@@ -48,20 +51,32 @@ def prediction_target(path: str) -> tuple[str, str] | None:
 @dataclass(slots=True)
 class AccessRecord:
     """What a prediction adds to its access line; None: not known (not filled, or not a
-    prediction). Times in milliseconds."""
+    prediction). Times in milliseconds, rounded to the microsecond.
+
+    A request larger than ``MAX_BATCH_SIZE`` is split across calls: then ``queue_ms`` runs to
+    its first call's start, ``compute_ms`` from there to its last call's end, and
+    ``batch_size`` is the largest of its calls.
+    """
 
     model: str | None = None
     version: int | None = None
     signature: str | None = None
     instances: int | None = None
     batch_size: int | None = None  # instances in the model call that served the request
-    queue_ms: float | None = None
-    compute_ms: float | None = None
+    queue_ms: float | None = None  # from entering the queue to its model call starting
+    compute_ms: float | None = None  # the model call
+    decode_ms: float | None = None  # the request's body to the model's inputs
+    encode_ms: float | None = None  # the model's outputs to the answer's body
+    trace_id: str | None = None  # with OPENTELEMETRY=true: the request's trace
 
     def fields(self) -> dict[str, Any]:
         return {
             name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None
         }
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
 
 
 def key_id(key: bytes) -> str:

@@ -44,6 +44,14 @@ Invariants (what the rest relies on):
   clients leaving at once cost the loop linear, not quadratic, time.
 * **Closing** (:meth:`close`): no new request is accepted; everything queued is still answered
   by the model; the worker ends once the queue is empty and every permit is back.
+
+Timings (:class:`Timing`, :class:`Call`): the worker gives each batch one :class:`Call`, which
+the model thread stamps twice (its start and its end); a request reads from its calls how long
+it waited in the queue (from entering it to its first call starting), how long the model
+worked on it and the size of the batch that served it. Nothing per request on the model
+thread, no lock: one clock reading as a request enters the queue, attribute reads once it is
+answered. An optional :class:`CallTracer` sees each call once, on the model thread, with the
+``context`` each of its requests gave (OpenTelemetry's, in the service; opaque here).
 """
 
 from __future__ import annotations
@@ -108,6 +116,8 @@ class BatchObserver(Protocol):
 
     def batch_done(self, instances: int, seconds: float, ok: bool) -> None: ...
 
+    def queue_wait(self, seconds: float) -> None: ...
+
 
 class _NullObserver:
     def queue_depth(self, instances: int) -> None:
@@ -115,6 +125,71 @@ class _NullObserver:
 
     def batch_done(self, instances: int, seconds: float, ok: bool) -> None:
         pass
+
+    def queue_wait(self, seconds: float) -> None:
+        pass
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """One model call (one batch). ``size``: its instances (padding not counted), set by the
+    worker; ``started`` and ``ended`` (``time.perf_counter()``, 0 until then) and ``ok``,
+    stamped by the model thread; ``trace``: what the :class:`CallTracer` made of it (a span's
+    context, for the requests to link to), set before any of its requests is answered."""
+
+    size: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+    ok: bool = True
+    trace: object = None
+
+
+@dataclass(slots=True, eq=False)
+class Timing:
+    """How one request was served, filled by :meth:`MicroBatcher.predict` for its caller.
+
+    ``context`` is the caller's, handed to the :class:`CallTracer` with each call that serves
+    the request. ``queued_at`` is when its instances entered the queue (``perf_counter``);
+    ``calls`` the model calls that served it (one, unless the request was larger than
+    ``max_batch_size`` and split), once it has its answer or its error.
+    """
+
+    context: object = None
+    instances: int = 0
+    queued_at: float = 0.0
+    calls: tuple[Call, ...] = ()
+
+    @property
+    def started_calls(self) -> tuple[Call, ...]:
+        """The calls that have started (a request answered by its deadline may have none)."""
+        return tuple(call for call in self.calls if call.started)
+
+    @property
+    def queue_s(self) -> float | None:
+        """From entering the queue to its first model call starting; None if none started."""
+        started = self.started_calls
+        return min(c.started for c in started) - self.queued_at if started else None
+
+    @property
+    def compute_s(self) -> float | None:
+        """From its first call's start to its last call's end: the model's time on it."""
+        started = self.started_calls
+        if not started or not all(c.ended for c in started):
+            return None
+        return max(c.ended for c in started) - min(c.started for c in started)
+
+    @property
+    def batch_size(self) -> int | None:
+        """Instances in the (largest) model call that served it."""
+        return max((c.size for c in self.calls), default=None)
+
+
+class CallTracer(Protocol):
+    """Sees every model call once it has ended, on the model thread, before its requests are
+    answered: ``contexts`` are those of its requests (:attr:`Timing.context`, None where a
+    caller gave none), oldest first. What it returns is kept as :attr:`Call.trace`."""
+
+    def call_done(self, call: Call, contexts: list[object]) -> object: ...
 
 
 @dataclass(eq=False)
@@ -130,10 +205,12 @@ class _Pending:
     size: int
     key: object
     future: asyncio.Future[Tensors]
+    context: object = None  # the caller's (Timing.context), for the CallTracer
     taken: bool = field(default=False)
+    call: Call | None = None  # the call it was put in
 
 
-_Work = tuple[asyncio.AbstractEventLoop, list[_Pending]]  # a batch for a model thread
+_Work = tuple[asyncio.AbstractEventLoop, list[_Pending], Call]  # a batch for a model thread
 
 
 class MicroBatcher:
@@ -152,6 +229,7 @@ class MicroBatcher:
         batched: bool = True,
         allowed_batch_sizes: tuple[int, ...] = (),
         observer: BatchObserver | None = None,
+        tracer: CallTracer | None = None,
     ) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
@@ -163,6 +241,7 @@ class MicroBatcher:
         self.allowed_batch_sizes = allowed_batch_sizes
         self._predict = predict
         self._observer = observer or _NullObserver()
+        self._tracer = tracer
         self._queue: deque[_Pending] = deque()
         self._queued = 0  # instances waiting, the unit of max_queue_size
         self._withdrawn = 0  # entries still in the deque that will never be batched
@@ -209,18 +288,24 @@ class MicroBatcher:
 
     # ---- the caller's side -------------------------------------------------------------
 
-    async def predict(self, inputs: Any, deadline: float | None = None) -> Any:
+    async def predict(
+        self, inputs: Any, deadline: float | None = None, timing: Timing | None = None
+    ) -> Any:
         """Queue ``inputs`` (an array or a dict of arrays, first axis = instances) and return
         the model's outputs for them, of the same kind.
 
         ``deadline`` is in the event loop's clock (``loop.time()``); by default ``timeout_s``
         from now. A batched request larger than ``max_batch_size`` is split into several queue
         entries; smaller ones stay whole. Raises a :class:`BatcherError` for overload,
-        deadline, rejected input or model failure.
+        deadline, rejected input or model failure. ``timing``, if given, is filled in as the
+        request is served (its calls once it has its answer or its error); the observer's
+        ``queue_wait`` gets each part's wait whose call started.
         """
         if self._closing:
             raise BatcherClosedError(f"model {self.name!r} is shutting down")
         size = _instances(inputs) if self.batched else 1
+        if timing is not None:
+            timing.instances = size
         if size > self.max_queue_size:
             raise RequestTooLargeError(
                 f"{size} instances can never fit the queue of model {self.name!r} "
@@ -235,11 +320,12 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + self.timeout_s
+        context = timing.context if timing is not None else None
         step = self.max_batch_size
         if not self.batched:
-            pending = [_Pending(inputs, 1, None, loop.create_future())]
+            pending = [_Pending(inputs, 1, None, loop.create_future(), context)]
         elif size <= step:
-            pending = [_Pending(inputs, size, _key(inputs), loop.create_future())]
+            pending = [_Pending(inputs, size, _key(inputs), loop.create_future(), context)]
         else:
             key = _key(inputs)
             pending = [
@@ -248,9 +334,11 @@ class MicroBatcher:
                     min(step, size - start),
                     key,
                     loop.create_future(),
+                    context,
                 )
                 for start in range(0, size, step)
             ]
+        queued_at = time.perf_counter()
         self._queue.extend(pending)
         self._queued += size
         self._observer.queue_depth(self._queued)
@@ -268,6 +356,21 @@ class MicroBatcher:
             # reaches the model, and gives its room in the queue back at once.
             expiry.cancel()
             self._withdraw(pending)
+            self._timed(pending, queued_at, timing)
+
+    def _timed(self, pending: list[_Pending], queued_at: float, timing: Timing | None) -> None:
+        """Each part's wait to the observer; the request's calls to ``timing``."""
+        if len(pending) == 1:
+            call = pending[0].call
+            calls: tuple[Call, ...] = (call,) if call is not None else ()
+        else:
+            calls = tuple(p.call for p in pending if p.call is not None)
+        for call in calls:
+            if call.started:
+                self._observer.queue_wait(call.started - queued_at)
+        if timing is not None:
+            timing.queued_at = queued_at
+            timing.calls = calls
 
     def _expire(self, pending: list[_Pending]) -> None:
         error = f"model {self.name!r} did not answer within {self.timeout_s:g} s"
@@ -301,19 +404,20 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._calls.acquire()  # a free model thread first, then the batch
-            batch = await self._next_batch()
-            if batch is None:
+            taken = await self._next_batch()
+            if taken is None:
                 break
+            batch, call = taken
             if not batch:
                 self._calls.release()
                 continue
-            self._batches.put((loop, batch))
+            self._batches.put((loop, batch, call))
         for _ in range(self.max_concurrent_batches - 1):  # the calls still running
             await self._calls.acquire()
 
-    async def _next_batch(self) -> list[_Pending] | None:
+    async def _next_batch(self) -> tuple[list[_Pending], Call] | None:
         """Wait for work, then take up to ``max_batch_size`` instances of the oldest request's
-        kind; None once closed."""
+        kind, with the :class:`Call` that will serve them; None once closed."""
         while not self._queue:
             if self._closing:
                 return None
@@ -324,6 +428,7 @@ class MicroBatcher:
             await self._wait_for_fuller_batch()
 
         batch: list[_Pending] = []
+        call = Call()
         size = 0
         queue_ = self._queue
         key: object = None
@@ -341,7 +446,7 @@ class MicroBatcher:
                 break
             queue_.popleft()
             key = p.key
-            size += self._take(p, batch)
+            size += self._take(p, batch, call)
         if mixed:
             # Entries of the batch's kind further back join it; the others keep their place.
             for p in queue_:
@@ -349,18 +454,20 @@ class MicroBatcher:
                     continue
                 if size + p.size > self.max_batch_size:
                     break
-                size += self._take(p, batch)
+                size += self._take(p, batch, call)
                 self._withdrawn += 1  # left in the deque, skipped when the worker reaches it
             self._compact()
         self._observer.queue_depth(self._queued)
-        return batch
+        call.size = size
+        return batch, call
 
-    def _take(self, p: _Pending, batch: list[_Pending]) -> int:
+    def _take(self, p: _Pending, batch: list[_Pending], call: Call) -> int:
         p.taken = True
         self._queued -= p.size
         if p.future.done():  # resolved meanwhile (its deadline): skipped
             return 0
         batch.append(p)
+        p.call = call
         return p.size
 
     async def _wait_for_fuller_batch(self) -> None:
@@ -379,11 +486,11 @@ class MicroBatcher:
         while (work := self._batches.get()) is not None:
             self._call(*work)
 
-    def _call(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+    def _call(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending], call: Call) -> None:
         """On a model thread: one model call for the whole batch, each request's outcome sent
         to the loop in one hop."""
-        size = sum(p.size for p in batch)
-        started = time.perf_counter()
+        size = call.size
+        call.started = started = time.perf_counter()
         results: list[Any]
         try:
             results = self._run_batch(batch, size)
@@ -399,8 +506,12 @@ class MicroBatcher:
             error = BatchFailedError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")
             results = [error] * len(batch)
             ok = False
+        call.ended = ended = time.perf_counter()
+        call.ok = ok
         try:
-            self._observer.batch_done(size, time.perf_counter() - started, ok=ok)
+            self._observer.batch_done(size, ended - started, ok=ok)
+            if self._tracer is not None:
+                call.trace = self._tracer.call_done(call, [p.context for p in batch])
         except Exception:  # the answers must go out whatever happens to the metrics
             logger.exception("model %r: recording a batch failed", self.name)
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting

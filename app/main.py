@@ -14,8 +14,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from opentelemetry.trace import TracerProvider
 
-from app import __version__, logs, metrics
+from app import __version__, logs, metrics, tracing
 from app.api import docs, health, playground
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
@@ -46,8 +47,34 @@ service's own routes, `{"error": "..."}` on the other two protocols'.
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
-def create_app(settings: Settings | None = None, *, tuned: bool = False) -> FastAPI:
-    """The app. ``tuned``: apply :mod:`app.tuning` (the server entry point does)."""
+def telemetry(settings: Settings, provider: TracerProvider | None) -> TelemetryConfig:
+    """FastAPI's OpenTelemetry hooks: off unless ``OPENTELEMETRY=true`` (without an SDK they
+    still look the providers up per request); then its request spans only (app/tracing.py
+    says why), on ``provider`` or else the global one, none for probes and scrapes."""
+    if not settings.opentelemetry:
+        return NO_TELEMETRY
+    return {
+        "tracing": True,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+        "auto_configure": False,
+        "tracer_provider": provider,
+        "exclude": tracing.untraced,
+    }
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    tuned: bool = False,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """The app. ``tuned``: apply :mod:`app.tuning` (the server entry point does).
+
+    With ``OPENTELEMETRY=true``, spans go to ``tracer_provider`` (a test's), or else to the
+    global provider, made at start-up from the ``OTEL_*`` variables if nothing set one up.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -61,7 +88,13 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
         if tuned:
             tune_process(settings)
         metrics.queue_capacity(settings.max_queue_size)
-        server = ModelServer(settings, device)
+        provider = None
+        if settings.opentelemetry:
+            provider = tracer_provider or tracing.tracer_provider()
+            logger.info("OPENTELEMETRY=true: tracing requests and model calls")
+        server = ModelServer(
+            settings, device, tracing.Tracing(provider) if provider is not None else None
+        )
         lifecycle = Lifecycle(server, settings)
         await lifecycle.load_initial()
         lifecycle.start()
@@ -77,6 +110,8 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
             await lifecycle.stop()
             await server.stop()
             metrics.mark_process_dead()
+            if provider is not None:
+                tracing.flush(provider)
 
     app = FastAPI(
         title="Keras inference service",
@@ -84,8 +119,7 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
-        # Off unless asked for: without an SDK FastAPI still looks the providers up per request.
-        telemetry=None if settings.opentelemetry else NO_TELEMETRY,
+        telemetry=telemetry(settings, tracer_provider),
         docs_url=None,  # app.api.docs serves /docs and /redoc from local files, not a CDN
         redoc_url=None,
     )
@@ -97,6 +131,7 @@ def create_app(settings: Settings | None = None, *, tuned: bool = False) -> Fast
         max_body_bytes=settings.max_request_bytes,
         access_log=settings.access_log,
         api_keys=settings.api_keys,
+        tracing=settings.opentelemetry,
     )
     install_error_handlers(app)
     # Routes are matched in order: the busiest first.

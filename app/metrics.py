@@ -6,8 +6,13 @@ workers start; each process then writes its samples there and ``/metrics`` adds 
 
 Every metric, its labels and buckets are listed in docs/operations.md ("Metrics"). Label values
 stay few: models are the folders of ``MODEL_DIR`` (a request for any other name counts as
-``_other``), versions are not labels (a dashboard reads one series per model across rollouts),
-and statuses are grouped into classes (``2xx``...) where a histogram multiplies them.
+``_other``), and statuses are grouped into classes (``2xx``...) where a histogram multiplies
+them. Versions are a label only on the per-request and per-call histograms, and only while
+the version is served: its series are made when it is loaded and removed once it is retired
+(:class:`ModelMetrics`), so a model has series for the versions it serves, not for every
+version it ever had. Gauges an autoscaler reads (queue depth, in flight) are per model, summed
+over its versions. (prometheus-client's multiprocess mode, ``WORKERS`` > 1, cannot remove
+series: there a retired version's series stay, unchanging, until the workers restart.)
 """
 
 from __future__ import annotations
@@ -44,12 +49,12 @@ REQUEST_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(
-    "model_batch_size", "Instances per model call", ["model"], buckets=BATCH_BUCKETS
+    "model_batch_size", "Instances per model call", ["model", "version"], buckets=BATCH_BUCKETS
 )
 MODEL_LATENCY = Histogram(
     "model_call_duration_seconds",
     "Duration of one model call (one batch)",
-    ["model", "outcome"],
+    ["model", "version", "outcome"],
     buckets=LATENCY_BUCKETS,
 )
 QUEUE_DEPTH = Gauge(
@@ -83,8 +88,9 @@ LOAD_SECONDS = Histogram(
 POLLS = Counter("model_dir_polls_total", "Scans of MODEL_DIR by the version poller")
 MODEL_REQUEST_LATENCY = Histogram(
     "model_request_duration_seconds",
-    "Time from request to response of prediction requests, by model, protocol and status class",
-    ["model", "protocol", "status_class"],
+    "Time from request to response of prediction requests, by model, version (empty: none "
+    "answered), protocol and status class",
+    ["model", "version", "protocol", "status_class"],
     buckets=LATENCY_BUCKETS,
 )
 IN_FLIGHT = Gauge(
@@ -96,9 +102,11 @@ IN_FLIGHT = Gauge(
 QUEUE_WAIT = Histogram(
     "model_queue_wait_seconds",
     "Time from a request's instances entering the queue to their model call starting",
-    ["model"],
+    ["model", "version"],
     buckets=QUEUE_BUCKETS,
 )
+# The histograms with a version label: their series of a version go when it is retired.
+VERSIONED = (BATCH_SIZE, MODEL_LATENCY, MODEL_REQUEST_LATENCY, QUEUE_WAIT)
 QUEUE_CAPACITY = Gauge(
     "model_queue_capacity",
     "Instances a model's queue takes (MAX_QUEUE_SIZE) before it refuses requests with 503",
@@ -162,47 +170,72 @@ def load_given_up(model: str) -> None:
 _depths: dict[str, dict[tuple[int, str], int]] = {}
 
 
-class ModelMetrics:
-    """The batcher's observer for one model version: batch sizes, call latency, queue depth.
+# The versions served, with their batchers' open ModelMetrics (one per signature): only these
+# get series of their own in model_request_duration_seconds.
+_open_versions: dict[tuple[str, str], int] = {}
 
-    Labelled by model, not version, so that a dashboard or an autoscaler reads one series per
-    model across rollouts: ``model_queue_depth`` is the sum over the model's versions.
+
+class ModelMetrics:
+    """The batcher's observer for one model version and signature: batch sizes, call latency,
+    queue wait, queue depth.
+
+    The histograms are labelled by model and version (a canary's calls apart from the stable
+    version's; a dashboard sums over versions), the queue depth by model alone, so that an
+    autoscaler reads one series per model across rollouts: ``model_queue_depth`` is the sum
+    over the model's versions. The version's series go once the last of its ModelMetrics is
+    closed (:func:`_forget_version`).
     """
 
     def __init__(self, model: str, version: int, signature: str = "serving_default") -> None:
         self._model = model
+        self._key = (model, str(version))
         self._version = (version, signature)
-        self._wait: Histogram | None = None
         self._versions = _depths.setdefault(model, {})
+        _open_versions[self._key] = _open_versions.get(self._key, 0) + 1
         self._depth = QUEUE_DEPTH.labels(model)
-        self._batch = BATCH_SIZE.labels(model)
-        self._ok = MODEL_LATENCY.labels(model, "ok")
-        self._failed = MODEL_LATENCY.labels(model, "error")
+        self._batch = BATCH_SIZE.labels(model, str(version))
+        self._ok = MODEL_LATENCY.labels(model, str(version), "ok")
+        self._failed = MODEL_LATENCY.labels(model, str(version), "error")
+        self._wait = QUEUE_WAIT.labels(model, str(version))
+        self._closed = False
 
     def queue_depth(self, instances: int) -> None:
         self._versions[self._version] = instances
         self._depth.set(sum(self._versions.values()) if len(self._versions) > 1 else instances)
 
     def close(self) -> None:
-        """The version is unloaded: its queue no longer counts."""
+        """The version is unloaded: its queue no longer counts, and once every signature's
+        metrics are closed, its series go."""
         self._versions.pop(self._version, None)
         self._depth.set(sum(self._versions.values()))
+        if self._closed:
+            return
+        self._closed = True
+        left = _open_versions.get(self._key, 1) - 1
+        if left > 0:
+            _open_versions[self._key] = left
+        else:
+            _open_versions.pop(self._key, None)
+            _forget_version(*self._key)
 
     def batch_done(self, instances: int, seconds: float, ok: bool) -> None:
         self._batch.observe(instances)
         (self._ok if ok else self._failed).observe(seconds)
 
     def queue_wait(self, seconds: float) -> None:
-        """One request's wait, from entering the queue to its model call starting.
-
-        For the batcher to call (once per request, or per request's part when a request is
-        split across calls); until it does, ``model_queue_wait_seconds`` has no series. The
-        child is made at the first call, not before, so that an unfed histogram stays absent
-        rather than zero.
-        """
-        if self._wait is None:
-            self._wait = QUEUE_WAIT.labels(self._model)
+        """One request's wait, from entering the queue to its model call starting (the batcher
+        reports each part of a request split across calls)."""
         self._wait.observe(seconds)
+
+
+def _forget_version(model: str, version: str) -> None:
+    """Remove a retired version's series (not possible in multiprocess mode: left as they are)."""
+    for key in [key for key in _model_children if key[:2] == (model, version)]:
+        del _model_children[key]
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        return
+    for metric in VERSIONED:
+        metric.remove_by_labels({"model": model, "version": version})
 
 
 # Each request's children, found once: .labels() builds and locks a key every call.
@@ -223,8 +256,8 @@ def observe_request(endpoint: str, method: str, status: int, seconds: float) -> 
     latency.observe(seconds)
 
 
-# The same for prediction requests, by (model label, protocol, status).
-_model_children: dict[tuple[str, str, int], Histogram] = {}
+# The same for prediction requests, by (model label, version, protocol, status).
+_model_children: dict[tuple[str, str, str, int], Histogram] = {}
 _in_flight: dict[str, Gauge] = {}
 
 
@@ -236,14 +269,20 @@ def request_started(model: str) -> None:
     gauge.inc()
 
 
-def request_done(model: str, protocol: str, status: int, seconds: float) -> None:
-    """The prediction request :func:`request_started` counted has been answered."""
+def request_done(model: str, version: str, protocol: str, status: int, seconds: float) -> None:
+    """The prediction request :func:`request_started` counted has been answered, by
+    ``version`` ("" if none answered it)."""
     _in_flight[model].dec()
-    key = (model, protocol, status)
+    key = (model, version, protocol, status)
     child = _model_children.get(key)
     if child is None:
-        child = MODEL_REQUEST_LATENCY.labels(model, protocol, f"{status // 100}xx")
-        _model_children[key] = child
+        if version and (model, version) not in _open_versions:
+            # Answered by a version retired meanwhile: no series of its own again.
+            key = (model, "", protocol, status)
+            child = _model_children.get(key)
+        if child is None:
+            child = MODEL_REQUEST_LATENCY.labels(model, key[1], protocol, f"{status // 100}xx")
+            _model_children[key] = child
     child.observe(seconds)
 
 

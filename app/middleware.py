@@ -3,7 +3,9 @@ access line, and a JSON 500 with that id should a bug escape the routes.
 
 The id is the request's ``X-Request-ID`` (a well-formed one the client sent, else a new one):
 in the answer's header, in every log record written while the request is handled
-(:data:`app.logs.request_id`), and in its access line (:mod:`app.access`).
+(:data:`app.logs.request_id`), in its access line (:mod:`app.access`) and, when tracing
+(``OPENTELEMETRY=true``), on its span with the access line's prediction fields; the access line
+then carries the trace's id.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so that it costs microseconds on the hot path
 and never buffers bodies.
@@ -16,6 +18,7 @@ import re
 import time
 
 import orjson
+from opentelemetry import trace
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -26,6 +29,7 @@ from app.access import AccessLog, AccessLogger, AccessRecord, prediction_target
 from app.errors import unexpected_error
 from app.logs import request_id as current_request_id
 from app.protocols import error_body
+from app.tracing import request_attributes
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -40,10 +44,12 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         access_log: AccessLog = "off",
         api_keys: list[SecretStr] | None = None,
+        tracing: bool = False,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access = AccessLogger(access_log, api_keys or [])
+        self.tracing = tracing  # FastAPI's request spans are on: add to them
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +75,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), id_header]
+                if self.tracing:  # before the answer ends, which ends FastAPI's span
+                    span = trace.get_current_span()
+                    if span.is_recording():
+                        span.set_attributes(request_attributes(request_id, record))
             await send(message)
 
         try:
@@ -90,8 +100,13 @@ class RequestContextMiddleware:
             endpoint = getattr(route, "path", None) or "unmatched"
             metrics.observe_request(endpoint, scope["method"], status, seconds)
             if target is not None:
-                metrics.request_done(model, protocol, status, seconds)
+                version = str(record.version) if record.version is not None else ""
+                metrics.request_done(model, version, protocol, status, seconds)
             if self.access.wanted(status):
+                if self.tracing:
+                    context = trace.get_current_span().get_span_context()
+                    if context.is_valid:
+                        record.trace_id = trace.format_trace_id(context.trace_id)
                 self.access.write(scope, request_id, status, seconds, record)
             current_request_id.reset(id_token)
 

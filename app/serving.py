@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,7 +30,8 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from app.batching import MicroBatcher
+from app.access import AccessRecord, ms
+from app.batching import MicroBatcher, Timing
 from app.config import Settings
 from app.errors import NotFound, Unavailable
 from app.metrics import ModelMetrics
@@ -37,6 +39,7 @@ from app.model import LoadedModel, Runtime
 from app.offload import DEADLINE
 from app.repository import Fingerprint
 from app.signatures import DEFAULT_SIGNATURE, Signature
+from app.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,7 @@ class HasInputs(Protocol):
 
 
 R = TypeVar("R", bound=HasInputs)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -207,9 +211,10 @@ class ModelEntry:
 class ModelServer:
     """Looks versions up by name, number or label, and runs their batchers."""
 
-    def __init__(self, settings: Settings, device: str) -> None:
+    def __init__(self, settings: Settings, device: str, tracing: Tracing | None = None) -> None:
         self.settings = settings
         self.device = device
+        self.tracing = tracing  # None: OPENTELEMETRY is off
         self.runtime = Runtime(device, settings.tf_intra_op_threads, settings.tf_inter_op_threads)
         self.models: dict[str, ModelEntry] = {}
         self.accepting = False  # between start-up and shutdown
@@ -262,7 +267,10 @@ class ModelServer:
         raise NotFound(f"{ref} is not available{state}; available versions: {available}")
 
     async def predict(
-        self, ref: ModelRef, decode: Callable[[LoadedModel], Awaitable[R]]
+        self,
+        ref: ModelRef,
+        decode: Callable[[LoadedModel], Awaitable[R]],
+        record: AccessRecord | None = None,
     ) -> Prediction[R]:
         """Resolve, decode for that version, batch, answer: the one path of every protocol.
 
@@ -270,21 +278,64 @@ class ModelServer:
         version's signatures (BatchError subclasses and ServiceErrors propagate). The request's deadline,
         ``REQUEST_TIMEOUT_S`` from now, covers decoding off the event loop, queueing and the
         model call.
+
+        ``record`` (the request's access record) gets what is known as it becomes known, a
+        failed request included: the version, the signature, the instances, the decoding time,
+        and the batcher's timings. With tracing, decoding is a span, and so is the wait in the
+        queue (:meth:`app.tracing.Tracing.queued`).
         """
         servable = self.resolve(ref)
+        model = servable.model
+        if record is not None:
+            record.version = model.version
+        tracing = self.tracing
         servable.acquire()
         try:
             deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s
             token = DEADLINE.set(deadline)
+            started = time.perf_counter()
             try:
-                request = await decode(servable.model)
+                if tracing is None:
+                    request = await decode(model)
+                else:
+                    with tracing.span("decode"):
+                        request = await decode(model)
             finally:
                 DEADLINE.reset(token)
+                if record is not None:
+                    record.decode_ms = ms(time.perf_counter() - started)
+            if record is not None:
+                record.signature = request.signature
             batcher = servable.batchers[request.signature]
-            outputs = await batcher.predict(request.inputs, deadline)
+            timing = Timing(tracing.context() if tracing is not None else None)
+            try:
+                outputs = await batcher.predict(request.inputs, deadline, timing)
+            except BaseException as exc:
+                if tracing is not None:
+                    tracing.queued(timing, exc)
+                raise
+            else:
+                if tracing is not None:
+                    tracing.queued(timing, None)
+            finally:
+                if record is not None:
+                    _record_timing(record, timing)
         finally:
             servable.release()
-        return Prediction(servable.model, request, outputs)
+        return Prediction(model, request, outputs)
+
+    def encoded(self, record: AccessRecord | None, encode: Callable[[], T]) -> T:
+        """``encode()`` (a route turning a prediction into its answer), timed into ``record``
+        and, with tracing, an ``encode`` span."""
+        started = time.perf_counter()
+        try:
+            if self.tracing is None:
+                return encode()
+            with self.tracing.span("encode"):
+                return encode()
+        finally:
+            if record is not None:
+                record.encode_ms = ms(time.perf_counter() - started)
 
     def __iter__(self) -> Iterator[Servable]:
         """Every available version of every model."""
@@ -305,6 +356,11 @@ class ModelServer:
             if signature is not model.default_signature:
                 name += f":{signature.name}"
             metrics = ModelMetrics(model.name, model.version, signature.name)
+            tracer = (
+                self.tracing.call_spans(model.name, model.version, signature.name)
+                if self.tracing is not None
+                else None
+            )
             batcher = MicroBatcher(
                 name,
                 model.caller(signature),
@@ -316,6 +372,7 @@ class ModelServer:
                 batched=batched,
                 allowed_batch_sizes=config.allowed_batch_sizes if batched else (),
                 observer=metrics,
+                tracer=tracer,
             )
             batcher.start()
             batchers[signature.name] = batcher
@@ -363,3 +420,16 @@ class ModelServer:
         """Stop taking requests; answer every queued one first."""
         self.accepting = False
         await asyncio.gather(*(servable.close() for servable in self))
+
+
+def _record_timing(record: AccessRecord, timing: Timing) -> None:
+    """The batcher's timings of a request, as far as it got, into its access record."""
+    if timing.instances:
+        record.instances = timing.instances
+    record.batch_size = timing.batch_size
+    queue_s = timing.queue_s
+    if queue_s is not None:
+        record.queue_ms = ms(queue_s)
+    compute_s = timing.compute_s
+    if compute_s is not None:
+        record.compute_ms = ms(compute_s)

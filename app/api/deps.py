@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from fastapi import Request
 
+from app.access import AccessRecord
 from app.errors import ClientDisconnected, Unauthorized, Unavailable, UnsupportedMediaType
 from app.serving import ModelServer
 
@@ -47,6 +48,12 @@ def authorized_server(request: Request) -> ModelServer:
     if server is None or not server.accepting:
         raise Unavailable("the models are not loaded yet, or the server is shutting down")
     return server
+
+
+def access_record(request: Request) -> AccessRecord | None:
+    """The request's access record (:mod:`app.access`), which the middleware put in its scope."""
+    state = request.scope.get("state")
+    return state.get("access") if state is not None else None
 
 
 def check_json(request: Request) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 from fastapi import FastAPI
 
 from app import logs
+from app.access import AccessRecord
 from app.batching import PredictFn
 from app.config import get_settings
 from app.main import create_app
@@ -119,7 +120,10 @@ _predict = ModelServer.predict
 
 
 async def predict_with_faults(
-    self: ModelServer, ref: ModelRef, decode: Callable[[LoadedModel], Awaitable[Any]]
+    self: ModelServer,
+    ref: ModelRef,
+    decode: Callable[[LoadedModel], Awaitable[Any]],
+    record: AccessRecord | None = None,
 ) -> Prediction[Any]:
     async def faulty_decode(model: LoadedModel) -> Any:
         if blocks(current_fault(), model.name, "block-decode"):
@@ -129,7 +133,7 @@ async def predict_with_faults(
                 await asyncio.sleep(BLOCK_POLL_S)
         return await decode(model)
 
-    return await _predict(self, ref, faulty_decode)
+    return await _predict(self, ref, faulty_decode, record)
 
 
 def create_faulty_app() -> FastAPI:

@@ -84,6 +84,9 @@ class Recorder:
         self.batch_sizes.append(instances)
         self.failed += not ok
 
+    def queue_wait(self, seconds: float) -> None:
+        assert seconds >= 0
+
 
 @asynccontextmanager
 async def running(model: FakeModel, **settings: Any) -> AsyncIterator[MicroBatcher]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import authorized_server, check_json, unless_disconnected
+from app.api.deps import access_record, authorized_server, check_json, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import InvalidInput, UnsupportedMediaType
 from app.model import LoadedModel
@@ -100,8 +100,9 @@ async def predict_sentiment(request: Request) -> FastJSONResponse:
     async def decode(model: LoadedModel) -> Batch:
         return codec.decode_reviews(body, model, server.settings)
 
-    prediction = await unless_disconnected(request, server.predict(SENTIMENT, decode))
-    return FastJSONResponse(codec.encode_sentiment(prediction))
+    record = access_record(request)
+    prediction = await unless_disconnected(request, server.predict(SENTIMENT, decode, record))
+    return server.encoded(record, lambda: FastJSONResponse(codec.encode_sentiment(prediction)))
 
 
 @router.post(
@@ -140,8 +141,9 @@ async def predict_digits(request: Request) -> FastJSONResponse:
     async def decode(model: LoadedModel) -> Batch:
         return await codec.decode_images(parts, model, settings)
 
-    prediction = await unless_disconnected(request, server.predict(DIGITS, decode))
-    return FastJSONResponse(codec.encode_digits(prediction))
+    record = access_record(request)
+    prediction = await unless_disconnected(request, server.predict(DIGITS, decode, record))
+    return server.encoded(record, lambda: FastJSONResponse(codec.encode_digits(prediction)))
 
 
 @router.get(

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.deps import authorized_server, unless_disconnected
+from app.api.deps import access_record, authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import InvalidInput, PayloadTooLarge, Unavailable
 from app.model import LoadedModel
@@ -115,9 +115,14 @@ async def _infer(request: Request, server: ModelServer, ref: ModelRef) -> Respon
     async def decode(model: LoadedModel) -> codec.InferRequest:
         return await codec.decode_infer(body, header_length, model, server.settings)
 
-    prediction = await unless_disconnected(request, server.predict(ref, decode))
-    content, headers = codec.encode_infer(prediction)
-    return _compressed(request, content, headers)
+    record = access_record(request)
+    prediction = await unless_disconnected(request, server.predict(ref, decode, record))
+
+    def encode() -> Response:
+        content, headers = codec.encode_infer(prediction)
+        return _compressed(request, content, headers)
+
+    return server.encoded(record, encode)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import authorized_server, unless_disconnected
+from app.api.deps import access_record, authorized_server, unless_disconnected
 from app.api.routing import RequestRoute, direct
 from app.errors import NotFound
 from app.model import LoadedModel
@@ -166,10 +166,14 @@ async def _predict(request: Request, server: ModelServer, ref: ModelRef) -> Fast
     async def decode(model: LoadedModel) -> codec.PredictRequest:
         return await codec.decode_predict(body, model, server.settings)
 
-    prediction = await unless_disconnected(request, server.predict(ref, decode))
-    return FastJSONResponse(
-        codec.encode_predict(prediction),
-        headers={"X-Model-Version": str(prediction.model.version)},
+    record = access_record(request)
+    prediction = await unless_disconnected(request, server.predict(ref, decode, record))
+    return server.encoded(
+        record,
+        lambda: FastJSONResponse(
+            codec.encode_predict(prediction),
+            headers={"X-Model-Version": str(prediction.model.version)},
+        ),
     )
 
 
@@ -255,10 +259,14 @@ async def _examples(request: Request, ref: ModelRef, method: str) -> FastJSONRes
     async def decode(model: LoadedModel) -> codec.ExamplesRequest:
         return await codec.decode_examples(body, model, server.settings, method)
 
-    prediction = await unless_disconnected(request, server.predict(ref, decode))
-    return FastJSONResponse(
-        codec.encode_examples(prediction),
-        headers={"X-Model-Version": str(prediction.model.version)},
+    record = access_record(request)
+    prediction = await unless_disconnected(request, server.predict(ref, decode, record))
+    return server.encoded(
+        record,
+        lambda: FastJSONResponse(
+            codec.encode_examples(prediction),
+            headers={"X-Model-Version": str(prediction.model.version)},
+        ),
     )
 
 
