@@ -6,8 +6,9 @@
 #   dev.txt        make run, make test, make lint, CI: the project, the dev extra and TensorFlow;
 #                  universal (any OS and Python >= 3.11, markers where they differ)
 #   image-cpu.txt  the CPU image: tensorflow-cpu (the same release as dev.txt's tensorflow,
-#                  without the CUDA kernels) in place of tensorflow
-#   image-gpu.txt  the GPU image and deploy/gpu-check.sh: the gpu extra, tensorflow[and-cuda]
+#                  without the CUDA kernels) in place of tensorflow; the otel extra
+#   image-gpu.txt  the GPU image and deploy/gpu-check.sh: the gpu extra, tensorflow[and-cuda];
+#                  the otel extra
 #
 # The image locks are for the image's platform (Linux x86_64, glibc 2.36, Python 3.11), take
 # every version dev.txt has, and leave out libclang: a C compiler's library that TensorFlow
@@ -31,7 +32,7 @@ overrides=$(mktemp)
 trap 'rm -f "$overrides"' EXIT
 echo "tensorflow ; sys_platform == 'never'" >"$overrides"  # out with it, and in with:
 echo "tensorflow-cpu==$tensorflow" |
-    "$uv" pip compile pyproject.toml - --override "$overrides" "${common[@]}" "${image[@]}" \
-        --output-file requirements/image-cpu.txt
-"$uv" pip compile pyproject.toml --extra gpu "${common[@]}" "${image[@]}" \
+    "$uv" pip compile pyproject.toml - --extra otel --override "$overrides" "${common[@]}" \
+        "${image[@]}" --output-file requirements/image-cpu.txt
+"$uv" pip compile pyproject.toml --extra gpu --extra otel "${common[@]}" "${image[@]}" \
     --output-file requirements/image-gpu.txt
