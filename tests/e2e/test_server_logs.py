@@ -1,7 +1,8 @@
 """``LOG_FORMAT=json`` on the real server (``python -m app``): every line it writes, from
 start-up to exit, is one JSON object, under concurrent load and on errors (4xx, a model call
 that fails, and TensorFlow's own start-up lines); a request's ``X-Request-ID`` finds its
-access line, with the keys docs/operations.md lists, and the error records written for it.
+access line, with the keys docs/operations.md lists (a prediction's timings among them, their
+sum within the request's duration), and the error records written for it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from tests.support.server import server_log, start_server, stop_server
 MODELS = Path(__file__).resolve().parents[2] / "models"
 KEYS = ("log-test-key-alpha-0001", "log-test-key-beta-0002")
 ACCESS_KEYS = {"request_id", "method", "path", "status", "duration_ms", "client"}
+# A prediction's, in the order they happen; encoding only for an answer that was encoded.
+TIMES = ("decode_ms", "queue_ms", "compute_ms", "encode_ms")
+PREDICTION_KEYS = {"version", "signature", "instances", "batch_size", *TIMES}
+INSTANCES = {"/v1/sentiment/predict": 2, "/v1/models/sentiment:predict": 1}
 MAX_REQUEST_BYTES = 64 * 1024
 MODEL_OF_PATH = {
     "/v1/sentiment/predict": "sentiment",
@@ -126,6 +131,18 @@ def _parse(log: str) -> list[dict[str, Any]]:
     return entries
 
 
+def _check_prediction(line: dict[str, Any], instances: int) -> None:
+    """An answered prediction's access line: which version served it, how, how long each step."""
+    assert line.keys() >= PREDICTION_KEYS, line
+    assert (line["version"], line["signature"]) == (1, "serving_default"), line
+    assert line["instances"] == instances, line
+    assert instances <= line["batch_size"] <= 64, line  # MAX_BATCH_SIZE
+    assert all(line[time] >= 0 for time in TIMES), line
+    assert line["compute_ms"] > 0, line
+    # One after the other, inside the request's time from arrival to answer.
+    assert sum(line[time] for time in TIMES) <= line["duration_ms"], line
+
+
 def test_every_line_is_json_and_each_request_id_finds_its_access_line(model_dir: Path) -> None:
     env = {
         "MODEL_DIR": str(model_dir),
@@ -156,6 +173,15 @@ def test_every_line_is_json_and_each_request_id_finds_its_access_line(model_dir:
         assert line["client"].startswith("127.0.0.1:")
         assert line.get("api_key") == api_key, line
         assert line.get("model") == MODEL_OF_PATH.get(path), line
+        if status == 200 and path in INSTANCES:
+            _check_prediction(line, INSTANCES[path])
+    # A failed model call: the version, the call's figures, no encoding; an unknown model:
+    # nothing of a version.
+    (failed,) = (entry for entry in access if entry["request_id"] == "model-fails")
+    assert PREDICTION_KEYS - failed.keys() == {"encode_ms"}, failed
+    assert (failed["version"], failed["instances"], failed["batch_size"]) == (1, 2, 2)
+    (unknown,) = (entry for entry in access if entry["request_id"] == "no-model")
+    assert not PREDICTION_KEYS & unknown.keys(), unknown
     # Errors: each one's own record carries the request's id (a body refused by its declared
     # length, before any route, has only its access line); the failed model call (a batch, not
     # a request) is logged once with its traceback inside one object.

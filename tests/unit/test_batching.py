@@ -19,10 +19,12 @@ import pytest
 from app.batching import (
     BatcherClosedError,
     BatchFailedError,
+    Call,
     DeadlineExceededError,
     MicroBatcher,
     QueueFullError,
     RequestTooLargeError,
+    Timing,
 )
 from tests.support.waiting import DEADLINE_S, until
 
@@ -76,6 +78,7 @@ class Recorder:
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
         self.failed = 0
+        self.waits: list[float] = []
 
     def queue_depth(self, instances: int) -> None:
         assert instances >= 0
@@ -85,7 +88,7 @@ class Recorder:
         self.failed += not ok
 
     def queue_wait(self, seconds: float) -> None:
-        assert seconds >= 0
+        self.waits.append(seconds)
 
 
 @asynccontextmanager
@@ -369,3 +372,95 @@ async def test_close_leaves_a_hung_call_behind_after_the_deadline(
         assert "left behind" in caplog.text
         thread = next(t for t in threading.enumerate() if t.name.startswith("model-fake"))
         assert thread.daemon, "a hung model thread must not keep the process from exiting"
+
+
+# ---- timings ---------------------------------------------------------------------------------
+
+
+class CallLog:
+    """A CallTracer: each call it saw, with its requests' contexts; answers a name per call."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Call, list[object]]] = []
+
+    def call_done(self, call: Call, contexts: list[object]) -> object:
+        assert call.ended >= call.started > 0, "stamped before the tracer sees it"
+        self.seen.append((call, contexts))
+        return f"call-{len(self.seen)}"
+
+
+async def timed(batcher: MicroBatcher, start: int, n: int, context: object) -> Timing:
+    timing = Timing(context)
+    await batcher.predict(instances(start, n), timing=timing)
+    return timing
+
+
+async def test_each_request_learns_its_wait_its_call_and_the_call_s_size() -> None:
+    model = FakeModel()
+    recorder, log = Recorder(), CallLog()
+    model.hold()
+    async with running(model, max_batch_size=64, observer=recorder, tracer=log) as batcher:
+        first = asyncio.create_task(timed(batcher, 0, 1, "first"))
+        await until(lambda: model.entered == 1, "the first request inside the model")
+        rest = [asyncio.create_task(timed(batcher, 10 * i, i, f"r{i}")) for i in (1, 2, 3)]
+        await until(lambda: batcher.queued == 6, lambda: f"6 queued, not {batcher.queued}")
+        model.release()
+        timings = await asyncio.gather(first, *rest)
+    # One Call per model call: the three that waited share the second.
+    assert [len(t.calls) for t in timings] == [1, 1, 1, 1]
+    (alone,), (shared,) = timings[0].calls, timings[1].calls
+    assert all(t.calls == (shared,) for t in timings[1:])
+    assert shared is not alone
+    assert [t.batch_size for t in timings] == [1, 6, 6, 6]
+    assert [t.instances for t in timings] == [1, 1, 2, 3]
+    for timing in timings:
+        call = timing.calls[0]
+        assert timing.queue_s == call.started - timing.queued_at >= 0
+        assert timing.compute_s == call.ended - call.started >= 0
+    # The three were queued while the first was inside the model: they waited past its start.
+    assert all(t.queued_at > alone.started and t.queue_s for t in timings[1:])
+    # The tracer saw each call once, with its requests' contexts oldest first, before any of
+    # them was answered: what it returned is on the Call they share.
+    assert [contexts for _, contexts in log.seen] == [["first"], ["r1", "r2", "r3"]]
+    assert (alone.trace, shared.trace) == ("call-1", "call-2")
+    # The observer got each request's wait, the same figures.
+    assert sorted(recorder.waits) == sorted(t.queue_s for t in timings)
+
+
+async def test_a_split_request_is_timed_over_all_its_calls() -> None:
+    model = FakeModel()
+    recorder = Recorder()
+    async with running(model, max_batch_size=4, observer=recorder) as batcher:
+        timing = await timed(batcher, 0, 10, None)
+    first, _second, last = timing.calls
+    assert [c.size for c in timing.calls] == [4, 4, 2]
+    assert timing.batch_size == 4
+    assert timing.queue_s == first.started - timing.queued_at
+    assert timing.compute_s == last.ended - first.started
+    assert len(recorder.waits) == 3  # one wait per part
+
+
+async def test_a_failed_call_is_stamped_and_a_request_that_never_ran_has_no_call() -> None:
+    model = FakeModel()
+    model.failing_calls = {0}
+    log = CallLog()
+    model.hold()
+    async with running(model, max_batch_size=64, tracer=log) as batcher:
+        failing = asyncio.create_task(timed(batcher, 0, 1, "fails"))
+        await until(lambda: model.entered == 1, "the first call inside the model")
+        expired = Timing("expires")
+        with pytest.raises(DeadlineExceededError):
+            # A deadline already passed: it never leaves the queue.
+            await batcher.predict(instances(5, 1), deadline=0.0, timing=expired)
+        model.release()
+        with pytest.raises(BatchFailedError):
+            await failing
+    ((call, contexts),) = log.seen
+    assert contexts == ["fails"]
+    assert not call.ok
+    assert call.ended >= call.started > 0
+    assert expired.calls == ()
+    assert expired.queue_s is None
+    assert expired.batch_size is None
+    assert expired.instances == 1
+    assert expired.queued_at > 0
