@@ -58,6 +58,12 @@ CONFIGS = {
     "access-errors": {"ACCESS_LOG": "errors"},
     "access-all": {"ACCESS_LOG": "all"},
     "access-all-json": {"ACCESS_LOG": "all", "LOG_FORMAT": "json"},
+    # Not run by default: what tracing costs (docs/performance.md, "Tracing"), spans made but
+    # not exported; and `baseline`, the code of another checkout (BENCH_BASELINE=<folder>)
+    # with the same settings, for an A/B run of a change against the code before it.
+    "tracing-off": {"OPENTELEMETRY": "false"},
+    "tracing-on": {"OPENTELEMETRY": "true", "OTEL_TRACES_EXPORTER": "none"},
+    "baseline": {"PYTHONSAFEPATH": "1", "PYTHONPATH": os.environ.get("BENCH_BASELINE", ".")},
 }
 DEFAULT_CONFIGS = "batched,unbatched,unbatched-2c"
 SERVICE_SETTINGS = {

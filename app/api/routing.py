@@ -5,8 +5,8 @@ dependencies, exit stacks, telemetry hooks), a noticeable share of the event loo
 request under load (``docs/performance.md``). An endpoint marked :func:`direct` opts out:
 :class:`RequestRoute` calls it as ``endpoint(request, **path_params)``, the path parameters as
 the strings the path matched. FastAPI still builds the route's OpenAPI entry from the decorator
-and the signature as usual; with ``OPENTELEMETRY=true`` such routes get request spans and
-metrics but no per-operation spans.
+and the signature as usual; with ``OPENTELEMETRY=true`` they get FastAPI's request spans, as
+every route does (its per-operation spans are off, app/tracing.py).
 
 Unmarked endpoints get FastAPI's handler, unchanged.
 """

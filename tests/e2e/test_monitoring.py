@@ -53,9 +53,9 @@ ALERTS = MONITORING / "alerts.yml"
 PROMETHEUS_RULE = MONITORING / "prometheusrule.yaml"
 # Grafana's $__rate_interval is at least four scrape intervals; a second here.
 RATE_INTERVAL = "15s"
-# Metrics that nothing feeds yet: the batcher will time each request's wait in the queue
-# (app.metrics.ModelMetrics.queue_wait). Until then their queries must come back empty.
-NOT_FED_YET = {"model_queue_wait_seconds"}
+# Metrics that nothing feeds yet, whose queries must come back empty until something does
+# (so that the list is emptied as soon as they are fed). None now.
+NOT_FED_YET: set[str] = set()
 QUEUE = 16  # MAX_QUEUE_SIZE: requests of 8 reviews at 24 connections overflow it
 LOAD_S = 12.0
 PHASES = ((4, 40.0), (24, 40.0), (64, 40.0), (8, 30.0))  # the picture's run: (connections, s)
