@@ -353,7 +353,8 @@ async def fetch_async(host: str, port: int, path: str) -> tuple[int, bytes]:
 
 
 def parse_batch_histogram(text: bytes, model: str) -> dict[str, float]:
-    """The cumulative ``model_batch_size`` buckets of ``model``, plus ``_sum`` and ``_count``."""
+    """The cumulative ``model_batch_size`` buckets of ``model``, plus ``_sum`` and ``_count``,
+    summed over its versions."""
     found: dict[str, float] = {}
     for line in text.decode().splitlines():
         match = _SAMPLE.match(line)
@@ -363,9 +364,12 @@ def parse_batch_histogram(text: bytes, model: str) -> dict[str, float]:
         if labels.get("model") != model:
             continue
         if match[1] == "model_batch_size_bucket":
-            found[labels["le"]] = float(match[3])
+            key = labels["le"]
         elif match[1] in ("model_batch_size_sum", "model_batch_size_count"):
-            found[match[1].removeprefix("model_batch_size")] = float(match[3])
+            key = match[1].removeprefix("model_batch_size")
+        else:
+            continue
+        found[key] = found.get(key, 0.0) + float(match[3])
     return found
 
 

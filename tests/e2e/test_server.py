@@ -34,10 +34,10 @@ def digit_images() -> list[bytes]:
 
 
 def batch_count(metrics: str, model: str) -> tuple[float, float]:
-    """(model calls, instances) from the model_batch_size histogram."""
-    count = re.search(rf'model_batch_size_count{{model="{model}"}} (\S+)', metrics)
-    total = re.search(rf'model_batch_size_sum{{model="{model}"}} (\S+)', metrics)
-    return (float(count[1]) if count else 0.0, float(total[1]) if total else 0.0)
+    """(model calls, instances) from the model_batch_size histogram, over its versions."""
+    count = re.findall(rf'model_batch_size_count{{model="{model}"[^}}]*}} (\S+)', metrics)
+    total = re.findall(rf'model_batch_size_sum{{model="{model}"[^}}]*}} (\S+)', metrics)
+    return (sum(map(float, count)), sum(map(float, total)))
 
 
 async def mixed_requests(
