@@ -426,10 +426,18 @@ def _record_timing(record: AccessRecord, timing: Timing) -> None:
     """The batcher's timings of a request, as far as it got, into its access record."""
     if timing.instances:
         record.instances = timing.instances
+    calls = timing.calls
+    if len(calls) == 1:  # the usual case, read directly: it runs for every request
+        call = calls[0]
+        record.batch_size = call.size
+        if call.started:
+            record.queue_ms = round((call.started - timing.queued_at) * 1000, 3)
+            if call.ended:
+                record.compute_ms = round((call.ended - call.started) * 1000, 3)
+        return
     record.batch_size = timing.batch_size
-    queue_s = timing.queue_s
+    queue_s, compute_s = timing.queue_s, timing.compute_s
     if queue_s is not None:
         record.queue_ms = ms(queue_s)
-    compute_s = timing.compute_s
     if compute_s is not None:
         record.compute_ms = ms(compute_s)
