@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import SecretStr
 from starlette.types import Scope
 
+from app.batching import Timing
 from app.logs import ACCESS_LOGGER
 
 logger = logging.getLogger(ACCESS_LOGGER)
@@ -51,7 +52,11 @@ def prediction_target(path: str) -> tuple[str, str] | None:
 @dataclass(slots=True)
 class AccessRecord:
     """What a prediction adds to its access line; None: not known (not filled, or not a
-    prediction). Times in milliseconds, rounded to the microsecond.
+    prediction).
+
+    Filled with what costs nothing to keep: the batcher's :class:`Timing` and raw
+    ``perf_counter`` differences; :meth:`fields` turns them into the line's keys, only for a
+    line (or a span) that is written. Times there in milliseconds, to the microsecond.
 
     A request larger than ``MAX_BATCH_SIZE`` is split across calls: then ``queue_ms`` runs to
     its first call's start, ``compute_ms`` from there to its last call's end, and
@@ -61,18 +66,38 @@ class AccessRecord:
     model: str | None = None
     version: int | None = None
     signature: str | None = None
-    instances: int | None = None
-    batch_size: int | None = None  # instances in the model call that served the request
-    queue_ms: float | None = None  # from entering the queue to its model call starting
-    compute_ms: float | None = None  # the model call
-    decode_ms: float | None = None  # the request's body to the model's inputs
-    encode_ms: float | None = None  # the model's outputs to the answer's body
+    timing: Timing | None = None  # the batcher's, once the request was queued
+    decode_s: float | None = None  # the request's body to the model's inputs
+    answered_at: float | None = None  # when the outputs came back (perf_counter): encoding
+    encode_s: float | None = None  # the outputs to the answer's start (set by the middleware)
     trace_id: str | None = None  # with OPENTELEMETRY=true: the request's trace
 
     def fields(self) -> dict[str, Any]:
-        return {
-            name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None
-        }
+        """The access line's prediction keys, those that are known."""
+        found: dict[str, Any] = {}
+        if self.model is not None:
+            found["model"] = self.model
+        if self.version is not None:
+            found["version"] = self.version
+        if self.signature is not None:
+            found["signature"] = self.signature
+        timing = self.timing
+        if timing is not None:
+            found["instances"] = timing.instances
+            if timing.calls:
+                found["batch_size"] = timing.batch_size
+            queue_s, compute_s = timing.queue_s, timing.compute_s
+            if queue_s is not None:
+                found["queue_ms"] = ms(queue_s)
+            if compute_s is not None:
+                found["compute_ms"] = ms(compute_s)
+        if self.decode_s is not None:
+            found["decode_ms"] = ms(self.decode_s)
+        if self.encode_s is not None:
+            found["encode_ms"] = ms(self.encode_s)
+        if self.trace_id is not None:
+            found["trace_id"] = self.trace_id
+        return found
 
 
 def ms(seconds: float) -> float:

@@ -356,21 +356,19 @@ class MicroBatcher:
             # reaches the model, and gives its room in the queue back at once.
             expiry.cancel()
             self._withdraw(pending)
-            self._timed(pending, queued_at, timing)
-
-    def _timed(self, pending: list[_Pending], queued_at: float, timing: Timing | None) -> None:
-        """Each part's wait to the observer; the request's calls to ``timing``."""
-        if len(pending) == 1:
-            call = pending[0].call
-            calls: tuple[Call, ...] = (call,) if call is not None else ()
-        else:
-            calls = tuple(p.call for p in pending if p.call is not None)
-        for call in calls:
-            if call.started:
-                self._observer.queue_wait(call.started - queued_at)
-        if timing is not None:
-            timing.queued_at = queued_at
-            timing.calls = calls
+            # Each part's wait to the observer, the request's calls to its timing (inline: it
+            # runs for every request).
+            if len(pending) == 1:
+                call = pending[0].call
+                calls: tuple[Call, ...] = () if call is None else (call,)
+            else:
+                calls = tuple([p.call for p in pending if p.call is not None])
+            for call in calls:
+                if call.started:
+                    self._observer.queue_wait(call.started - queued_at)
+            if timing is not None:
+                timing.queued_at = queued_at
+                timing.calls = calls
 
     def _expire(self, pending: list[_Pending]) -> None:
         error = f"model {self.name!r} did not answer within {self.timeout_s:g} s"

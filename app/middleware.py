@@ -75,10 +75,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), id_header]
+                if record.answered_at is not None:  # a prediction: its encoding ends here
+                    record.encode_s = time.perf_counter() - record.answered_at
                 if self.tracing:  # before the answer ends, which ends FastAPI's span
-                    span = trace.get_current_span()
-                    if span.is_recording():
-                        span.set_attributes(request_attributes(request_id, record))
+                    self._add_to_span(scope, request_id, record)
             await send(message)
 
         try:
@@ -109,6 +109,17 @@ class RequestContextMiddleware:
                         record.trace_id = trace.format_trace_id(context.trace_id)
                 self.access.write(scope, request_id, status, seconds, record)
             current_request_id.reset(id_token)
+
+    @staticmethod
+    def _add_to_span(scope: Scope, request_id: str, record: AccessRecord) -> None:
+        """The request's ``encode`` span (from the record's stamps) and its attributes."""
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        server = getattr(scope["app"].state, "server", None)
+        if record.answered_at is not None and server is not None and server.tracing is not None:
+            server.tracing.encoded(record.answered_at)
+        span.set_attributes(request_attributes(request_id, record))
 
     def _capped(self, receive: Receive) -> Receive:
         """``receive`` that raises a 413 HTTPException once more than the cap has arrived.

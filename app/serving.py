@@ -30,7 +30,7 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from app.access import AccessRecord, ms
+from app.access import AccessRecord
 from app.batching import MicroBatcher, Timing
 from app.config import Settings
 from app.errors import NotFound, Unavailable
@@ -123,7 +123,6 @@ class HasInputs(Protocol):
 
 
 R = TypeVar("R", bound=HasInputs)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -280,9 +279,10 @@ class ModelServer:
         model call.
 
         ``record`` (the request's access record) gets what is known as it becomes known, a
-        failed request included: the version, the signature, the instances, the decoding time,
-        and the batcher's timings. With tracing, decoding is a span, and so is the wait in the
-        queue (:meth:`app.tracing.Tracing.queued`).
+        failed request included: the version, the signature, the decoding time, the batcher's
+        timings, and when the outputs came back (the middleware times the encoding from
+        there). With tracing, decoding is a span, and so is the wait in the queue
+        (:meth:`app.tracing.Tracing.queued`).
         """
         servable = self.resolve(ref)
         model = servable.model
@@ -303,39 +303,26 @@ class ModelServer:
             finally:
                 DEADLINE.reset(token)
                 if record is not None:
-                    record.decode_ms = ms(time.perf_counter() - started)
-            if record is not None:
-                record.signature = request.signature
+                    record.decode_s = time.perf_counter() - started
             batcher = servable.batchers[request.signature]
             timing = Timing(tracing.context() if tracing is not None else None)
-            try:
+            if record is not None:
+                record.signature = request.signature
+                record.timing = timing
+            if tracing is None:
                 outputs = await batcher.predict(request.inputs, deadline, timing)
-            except BaseException as exc:
-                if tracing is not None:
-                    tracing.queued(timing, exc)
-                raise
             else:
-                if tracing is not None:
-                    tracing.queued(timing, None)
-            finally:
-                if record is not None:
-                    _record_timing(record, timing)
+                try:
+                    outputs = await batcher.predict(request.inputs, deadline, timing)
+                except BaseException as exc:
+                    tracing.queued(timing, exc)
+                    raise
+                tracing.queued(timing, None)
         finally:
             servable.release()
+        if record is not None:
+            record.answered_at = time.perf_counter()  # encoding starts
         return Prediction(model, request, outputs)
-
-    def encoded(self, record: AccessRecord | None, encode: Callable[[], T]) -> T:
-        """``encode()`` (a route turning a prediction into its answer), timed into ``record``
-        and, with tracing, an ``encode`` span."""
-        started = time.perf_counter()
-        try:
-            if self.tracing is None:
-                return encode()
-            with self.tracing.span("encode"):
-                return encode()
-        finally:
-            if record is not None:
-                record.encode_ms = ms(time.perf_counter() - started)
 
     def __iter__(self) -> Iterator[Servable]:
         """Every available version of every model."""
@@ -420,24 +407,3 @@ class ModelServer:
         """Stop taking requests; answer every queued one first."""
         self.accepting = False
         await asyncio.gather(*(servable.close() for servable in self))
-
-
-def _record_timing(record: AccessRecord, timing: Timing) -> None:
-    """The batcher's timings of a request, as far as it got, into its access record."""
-    if timing.instances:
-        record.instances = timing.instances
-    calls = timing.calls
-    if len(calls) == 1:  # the usual case, read directly: it runs for every request
-        call = calls[0]
-        record.batch_size = call.size
-        if call.started:
-            record.queue_ms = round((call.started - timing.queued_at) * 1000, 3)
-            if call.ended:
-                record.compute_ms = round((call.ended - call.started) * 1000, 3)
-        return
-    record.batch_size = timing.batch_size
-    queue_s, compute_s = timing.queue_s, timing.compute_s
-    if queue_s is not None:
-        record.queue_ms = ms(queue_s)
-    if compute_s is not None:
-        record.compute_ms = ms(compute_s)

@@ -12,8 +12,9 @@ Who makes what:
   Prometheus histograms cover them), log events and per-dependency spans are turned off.
   :mod:`app.middleware` adds to it the request id and what the access line holds
   (:func:`request_attributes`: model, version, signature, instances, batch size, the times).
-* **decode** and **encode** (:meth:`Tracing.span`) are live spans around the protocol's codec
-  in :meth:`app.serving.ModelServer.predict` and the routes.
+* **decode** (:meth:`Tracing.span`) is a live span around the protocol's codec in
+  :meth:`app.serving.ModelServer.predict`; **encode** (:meth:`Tracing.encoded`) runs from the
+  outputs coming back to the answer starting, from the stamps the access record keeps.
 * **queue** (:meth:`Tracing.queued`) is made once the request is answered, from the batcher's
   own stamps (:class:`app.batching.Timing`): from entering the queue to its first model call
   starting, linked to the span of every call that served it.
@@ -41,7 +42,6 @@ python -m app``, or a test's) is used as it is.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import time
 from collections.abc import Iterator, MutableMapping
@@ -56,8 +56,6 @@ from app.batching import Call, Timing
 
 if TYPE_CHECKING:
     from app.access import AccessRecord
-
-logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "keras-inference-service"
 # Our own attributes, beside OpenTelemetry's semantic ones.
@@ -110,7 +108,6 @@ def provider_from_environment() -> TracerProvider:
     for name in filter(None, names):
         if name == "none":
             continue
-        exporter: SpanExporter
         if name == "console":  # for a terminal: each span as it ends
             provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
             continue
@@ -118,7 +115,7 @@ def provider_from_environment() -> TracerProvider:
             raise TracingUnavailable(
                 f"OTEL_TRACES_EXPORTER={name!r}: this service exports with otlp, console or none"
             )
-        exporter = _otlp_exporter()
+        exporter: SpanExporter = _otlp_exporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
@@ -173,7 +170,7 @@ class Tracing:
 
     @contextmanager
     def span(self, name: str) -> Iterator[None]:
-        """A live child span of the current one (decode, encode); an exception marks it failed."""
+        """A live child span of the current one (decode); an exception marks it failed."""
         with self.tracer.start_as_current_span(name):
             yield
 
@@ -200,6 +197,13 @@ class Tracing:
         if error is not None and not started:
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
         span.end(end_time=_epoch_ns(end, now_ns, now))
+
+    def encoded(self, answered_at: float) -> None:
+        """The request's ``encode`` span: from its outputs coming back to its answer starting
+        (now)."""
+        now_ns, now = time.time_ns(), time.perf_counter()
+        span = self.tracer.start_span("encode", start_time=_epoch_ns(answered_at, now_ns, now))
+        span.end(end_time=now_ns)
 
     def call_spans(self, model: str, version: int, signature: str) -> CallSpans:
         return CallSpans(self.tracer, model, version, signature)

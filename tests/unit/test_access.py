@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from app.access import AccessLogger, AccessRecord, key_id, prediction_target
+from app.batching import Call, Timing
 from app.api import docs, health, playground
 from app.logs import ACCESS_LOGGER
 from app.middleware import RequestContextMiddleware
@@ -97,16 +98,33 @@ def test_key_ids_are_a_short_hash_and_never_the_key() -> None:
 
 def test_an_access_record_gives_only_what_was_filled() -> None:
     assert AccessRecord().fields() == {}
-    record = AccessRecord(model="digits", version=2, batch_size=8, queue_ms=1.5)
-    assert record.fields() == {"model": "digits", "version": 2, "batch_size": 8, "queue_ms": 1.5}
+    # The batcher's stamps (perf_counter seconds) become milliseconds, to the microsecond.
+    served = Timing(None, 8, 10.0, (Call(8, 10.0015, 10.006),))
+    record = AccessRecord(model="digits", version=2, timing=served, decode_s=0.0002)
+    assert record.fields() == {
+        "model": "digits",
+        "version": 2,
+        "instances": 8,
+        "batch_size": 8,
+        "queue_ms": 1.5,
+        "compute_ms": 4.5,
+        "decode_ms": 0.2,
+    }
+    # Answered before its call started (a deadline): how many instances, no call.
+    expired = AccessRecord(model="digits", version=2, timing=Timing(None, 3, 10.0, ()))
+    assert expired.fields() == {"model": "digits", "version": 2, "instances": 3}
+    # A split request: its wait to its first call, the model's time to its last call's end.
+    calls = (Call(4, 10.001, 10.003), Call(4, 10.003, 10.005), Call(2, 10.005, 10.006))
+    split = AccessRecord(timing=Timing(None, 10, 10.0, calls)).fields()
+    assert (split["batch_size"], split["queue_ms"], split["compute_ms"]) == (4, 1.0, 5.0)
 
 
 async def _predict(request: Request) -> PlainTextResponse:
     """Stands in for a prediction route: logs, fills the access record, answers."""
     logging.getLogger("app.test").warning("inside the request")
     access: AccessRecord = request.state.access
-    access.version, access.signature, access.instances = 3, "serving_default", 2
-    access.batch_size, access.queue_ms, access.compute_ms = 16, 0.25, 4.5
+    access.version, access.signature = 3, "serving_default"
+    access.timing = Timing(None, 2, 1.0, (Call(16, 1.00025, 1.00475),))
     return PlainTextResponse("ok")
 
 

@@ -100,9 +100,10 @@ async def predict_sentiment(request: Request) -> FastJSONResponse:
     async def decode(model: LoadedModel) -> Batch:
         return codec.decode_reviews(body, model, server.settings)
 
-    record = access_record(request)
-    prediction = await unless_disconnected(request, server.predict(SENTIMENT, decode, record))
-    return server.encoded(record, lambda: FastJSONResponse(codec.encode_sentiment(prediction)))
+    prediction = await unless_disconnected(
+        request, server.predict(SENTIMENT, decode, access_record(request))
+    )
+    return FastJSONResponse(codec.encode_sentiment(prediction))
 
 
 @router.post(
@@ -141,9 +142,10 @@ async def predict_digits(request: Request) -> FastJSONResponse:
     async def decode(model: LoadedModel) -> Batch:
         return await codec.decode_images(parts, model, settings)
 
-    record = access_record(request)
-    prediction = await unless_disconnected(request, server.predict(DIGITS, decode, record))
-    return server.encoded(record, lambda: FastJSONResponse(codec.encode_digits(prediction)))
+    prediction = await unless_disconnected(
+        request, server.predict(DIGITS, decode, access_record(request))
+    )
+    return FastJSONResponse(codec.encode_digits(prediction))
 
 
 @router.get(

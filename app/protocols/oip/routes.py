@@ -115,14 +115,11 @@ async def _infer(request: Request, server: ModelServer, ref: ModelRef) -> Respon
     async def decode(model: LoadedModel) -> codec.InferRequest:
         return await codec.decode_infer(body, header_length, model, server.settings)
 
-    record = access_record(request)
-    prediction = await unless_disconnected(request, server.predict(ref, decode, record))
-
-    def encode() -> Response:
-        content, headers = codec.encode_infer(prediction)
-        return _compressed(request, content, headers)
-
-    return server.encoded(record, encode)
+    prediction = await unless_disconnected(
+        request, server.predict(ref, decode, access_record(request))
+    )
+    content, headers = codec.encode_infer(prediction)
+    return _compressed(request, content, headers)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -166,14 +166,12 @@ async def _predict(request: Request, server: ModelServer, ref: ModelRef) -> Fast
     async def decode(model: LoadedModel) -> codec.PredictRequest:
         return await codec.decode_predict(body, model, server.settings)
 
-    record = access_record(request)
-    prediction = await unless_disconnected(request, server.predict(ref, decode, record))
-    return server.encoded(
-        record,
-        lambda: FastJSONResponse(
-            codec.encode_predict(prediction),
-            headers={"X-Model-Version": str(prediction.model.version)},
-        ),
+    prediction = await unless_disconnected(
+        request, server.predict(ref, decode, access_record(request))
+    )
+    return FastJSONResponse(
+        codec.encode_predict(prediction),
+        headers={"X-Model-Version": str(prediction.model.version)},
     )
 
 
@@ -259,14 +257,12 @@ async def _examples(request: Request, ref: ModelRef, method: str) -> FastJSONRes
     async def decode(model: LoadedModel) -> codec.ExamplesRequest:
         return await codec.decode_examples(body, model, server.settings, method)
 
-    record = access_record(request)
-    prediction = await unless_disconnected(request, server.predict(ref, decode, record))
-    return server.encoded(
-        record,
-        lambda: FastJSONResponse(
-            codec.encode_examples(prediction),
-            headers={"X-Model-Version": str(prediction.model.version)},
-        ),
+    prediction = await unless_disconnected(
+        request, server.predict(ref, decode, access_record(request))
+    )
+    return FastJSONResponse(
+        codec.encode_examples(prediction),
+        headers={"X-Model-Version": str(prediction.model.version)},
     )
 
 
