@@ -150,7 +150,7 @@ def _split_plain(body: bytes, boundary: bytes) -> Iterator[tuple[bytes, bytes]]:
         disposition = None
         for line in body[position:headers_end].split(b"\r\n"):
             name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
+            if not colon or not name or name != name.strip() or b"\r" in line or b"\n" in line:
                 raise _NotPlain
             if name.lower() == b"content-disposition":
                 disposition = value.strip()
