@@ -241,9 +241,14 @@ def convert(values: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
         return values.astype(target)
     if values.dtype == target:
         return values
-    if values.dtype.kind == "f":
+    if is_float(values.dtype):
         return _floats(values.astype(np.float64), target, spec.dtype, where)
     return values.astype(target)
+
+
+def is_float(dtype: np.dtype[Any]) -> bool:
+    """Floating point, bfloat16 included (NumPy files ml_dtypes' bfloat16 under kind ``V``)."""
+    return dtype.kind == "f" or dtype.name == "bfloat16"
 
 
 # ---- arrays -> JSON ---------------------------------------------------------------------------

@@ -388,6 +388,40 @@ def test_bad_predict_bodies_are_4xx_saying_why(
 
 
 @pytest.mark.parametrize(
+    ("signature", "datatype", "values", "binary"),
+    [
+        ("bfloat16", "BF16", [1e39, 0.0], False),  # JSON data beyond bfloat16's range
+        ("float16", "BF16", [1e30, 0.0], False),  # a bfloat16 that float16 cannot hold
+        ("float16", "BF16", [1e30, 0.0], True),
+        ("float16", "FP32", [1e30, 0.0], False),
+        ("float16", "FP32", [1e30, 0.0], True),
+    ],
+)
+def test_oip_floats_beyond_the_inputs_range_are_400s(
+    client: TestClient, signature: str, datatype: str, values: list[float], binary: bool
+) -> None:
+    import ml_dtypes
+    import orjson
+
+    tensor: dict[str, Any] = {"name": "x", "datatype": datatype, "shape": [1, 2]}
+    blob = b""
+    if binary:
+        blob = np.array(
+            values, {"BF16": ml_dtypes.bfloat16, "FP32": np.float32}[datatype]
+        ).tobytes()
+        tensor["parameters"] = {"binary_data_size": len(blob)}
+    else:
+        tensor["data"] = values
+    head = orjson.dumps({"parameters": {"signature_name": signature}, "inputs": [tensor]})
+    response = client.post(
+        "/v2/models/dtypes/infer",
+        content=head + blob,
+        headers={"Inference-Header-Content-Length": str(len(head))} if binary else {},
+    )
+    assert "outside" in error(response, 400)
+
+
+@pytest.mark.parametrize(
     ("body", "words"),
     [
         (b'{"signature_name": "int32", "instances": [[NaN, 1]]}', "whole numbers"),
