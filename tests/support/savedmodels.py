@@ -336,6 +336,32 @@ ZOO = {
 }
 
 
+def call_directly(path: Path, signature: str, **inputs: object) -> dict[str, np.ndarray]:
+    """The signature of the SavedModel in ``path`` called by TensorFlow itself, not through
+    the service: what the service must answer. TF2's loader, or, for what it refuses
+    (reference variables), a TF1 session fed by the signature's tensor names."""
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (ValueError, TypeError, tf.errors.OpError):
+        return _call_in_session(path, signature, inputs)
+    results = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+    return {key: value.numpy() for key, value in results.items()}
+
+
+def _call_in_session(
+    path: Path, signature: str, inputs: dict[str, object]
+) -> dict[str, np.ndarray]:
+    graph = tf.Graph()
+    with v1.Session(graph=graph) as session:
+        meta = v1.saved_model.loader.load(
+            session, [v1.saved_model.tag_constants.SERVING], str(path)
+        )
+        definition = meta.signature_def[signature]
+        feed = {definition.inputs[key].name: value for key, value in inputs.items()}
+        fetches = {key: info.name for key, info in definition.outputs.items()}
+        return {key: np.asarray(value) for key, value in session.run(fetches, feed).items()}
+
+
 def build_zoo(root: Path, names: tuple[str, ...] | None = None) -> Path:
     """Every model of :data:`ZOO` (or those named) as ``root/<name>/1``; the counter is
     marked stateful in its ``config.toml``. Returns ``root``."""
