@@ -188,6 +188,14 @@ def numbers(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
                 f"(the model's input {spec.key!r} takes {spec.describe()})"
             )
         bad = next(item for item in array.flat if type(item) not in allowed)
+        if kind in "iu" and type(bad) is float and bad.is_integer():
+            # A whole number past 64 bits, which the JSON parser read as a float.
+            info = np.iinfo(np.dtype(spec.dtype_info.numpy))
+            if not info.min <= bad <= info.max:
+                raise InvalidInput(
+                    f"{where} holds values outside the range of {spec.dtype} "
+                    f"({info.min} to {info.max})"
+                )
         if kind in "iu" and type(bad) is float:
             raise InvalidInput(
                 f"{where} holds {bad!r}; the model's input {spec.key!r} ({spec.describe()}) "

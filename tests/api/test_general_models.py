@@ -372,6 +372,9 @@ def test_oip_bad_tensors_are_400s(
         ("simple", {"instances": [{"INPUT0": [1.5] * 16, "INPUT1": [1] * 16}]}, 400, "whole"),
         ("simple", {"instances": [{"INPUT0": [2**31] * 16, "INPUT1": [1] * 16}]}, 400, "range"),
         ("dtypes", {"signature_name": "uint8", "instances": [[-1, 0]]}, 400, "range"),
+        # Past 64 bits, a whole number that the JSON parser reads as a float.
+        ("dtypes", {"signature_name": "uint64", "instances": [[2**64, 0]]}, 400, "range"),
+        ("dtypes", {"signature_name": "int64", "instances": [[-(2**65), 0]]}, 400, "range"),
         ("dtypes", {"signature_name": "bool", "instances": [[1, 0]]}, 400, "true or false"),
         ("dtypes", {"signature_name": "float16", "instances": [[1e6, 0]]}, 400, "range"),
         ("dtypes", {"signature_name": "string", "instances": [[{"b64": "*"}, "a"]]}, 400, "base64"),
