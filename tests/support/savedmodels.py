@@ -19,6 +19,7 @@ service must give. The shapes are those TF Serving, Triton and KServe users brin
 * :func:`tf1_reference_variables`: a TF1 graph with reference (``float_ref``) variables, which
   TF2's loader refuses;
 * :func:`unbatched`: a signature without a batch dimension (a fixed ``[3]`` vector);
+* :func:`sequences`: a free dimension besides the batch's (``[-1, -1]``);
 * :func:`stateful_counter`: a variable incremented by every call;
 * :func:`all_dtypes`: identity signatures for every dtype the wire formats carry.
 """
@@ -92,6 +93,18 @@ class _Unbatched(tf.Module):
 def unbatched(path: Path) -> None:
     module = _Unbatched()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.norm})
+
+
+class _Sequences(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="x")])
+    def total(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"sum": tf.reduce_sum(x, axis=1)}
+
+
+def sequences(path: Path) -> None:
+    """``x`` float32[-1, -1] -> ``sum`` float32[-1]: rows of any length, summed."""
+    module = _Sequences()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.total})
 
 
 class _Counter(tf.Module):
@@ -327,6 +340,7 @@ ZOO = {
     "simple": triton_simple,
     "strings": strings_module,
     "unbatched": unbatched,
+    "sequences": sequences,
     "counter": stateful_counter,
     "dtypes": all_dtypes,
     "half_plus_two": tf1_half_plus_two,
