@@ -249,9 +249,8 @@ def convert(values: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
         return values.astype(target)
     if values.dtype == target:
         return values
-    if is_float(values.dtype):
-        return _floats(values.astype(np.float64), target, spec.dtype, where)
-    return values.astype(target)
+    # Floats of another width, or whole numbers: through float64, refusing what overflows.
+    return _floats(values.astype(np.float64), target, spec.dtype, where)
 
 
 def is_float(dtype: np.dtype[Any]) -> bool:

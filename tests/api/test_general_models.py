@@ -398,6 +398,8 @@ def test_bad_predict_bodies_are_4xx_saying_why(
         ("float16", "BF16", [1e30, 0.0], True),
         ("float16", "FP32", [1e30, 0.0], False),
         ("float16", "FP32", [1e30, 0.0], True),
+        ("float16", "INT32", [100_000, 0], False),  # whole numbers past float16's range
+        ("float16", "INT32", [100_000, 0], True),
     ],
 )
 def test_oip_floats_beyond_the_inputs_range_are_400s(
@@ -409,9 +411,8 @@ def test_oip_floats_beyond_the_inputs_range_are_400s(
     tensor: dict[str, Any] = {"name": "x", "datatype": datatype, "shape": [1, 2]}
     blob = b""
     if binary:
-        blob = np.array(
-            values, {"BF16": ml_dtypes.bfloat16, "FP32": np.float32}[datatype]
-        ).tobytes()
+        wire = {"BF16": ml_dtypes.bfloat16, "FP32": np.float32, "INT32": np.int32}[datatype]
+        blob = np.array(values, wire).tobytes()
         tensor["parameters"] = {"binary_data_size": len(blob)}
     else:
         tensor["data"] = values
