@@ -10,7 +10,6 @@ import asyncio
 import base64
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.inputs import DECODE_THREADS
 from tests.robustness.helpers import (
     API_KEYS,
     MAX_REQUEST_BYTES,
@@ -1384,64 +1382,3 @@ def test_still_serving_with_bounded_memory(
         f"{after:.0f} MiB after"
     )
     assert after - rss_at_start < RSS_GROWTH_LIMIT_MIB
-
-
-def test_small_files_of_huge_images_do_not_stall_the_server(server: Server) -> None:
-    """A 4096x4096 1-bit PNG is 2 KB to send and 16.7 M pixels to decode (0.2 s or more):
-    a request full of them must not hold up everyone else's requests while it is decoded."""
-    huge = encode(Image.new("1", (4096, 4096)), "PNG")
-    assert len(huge) < 4096
-    count = 16
-    native = {"files": [("file", (f"{i}.png", huge, "image/png")) for i in range(count)]}
-    b64 = base64.b64encode(huge).decode()
-    tf_serving = {"json": {"instances": [{"b64": b64}] * count}}
-
-    async def scenario() -> tuple[list[httpx.Response], list[float]]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            heavy = asyncio.gather(
-                client.post(DIGITS, **native), client.post(TFS_DIGITS, **tf_serving)
-            )
-            latencies = []
-            while not heavy.done():
-                started = time.perf_counter()
-                assert (await client.get("/healthz")).status_code == 200
-                latencies.append(time.perf_counter() - started)
-            return await heavy, latencies
-
-    responses, latencies = asyncio.run(scenario())
-    assert [r.status_code for r in responses] == [200, 200]
-    # A loop blocked by the decoding answers only between the heavy requests' decodes (4 times
-    # with the images decoded on the event loop); one that keeps serving, all along (hundreds).
-    assert len(latencies) >= 20, f"/healthz answered {len(latencies)} times during the decodes"
-    print(
-        f"\n2 x {count} images of 4096x4096 decoding: /healthz answered {len(latencies)} times, "
-        f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms, slowest {max(latencies) * 1000:.0f} ms"
-    )
-
-
-def test_concurrent_large_decodes_keep_memory_bounded(server: Server) -> None:
-    """A 4096x4096 RGBA PNG is a 64 KB file and ~256 MB while it decodes: a dozen at once must
-    not take a dozen times that (the decodes share DECODE_THREADS slots)."""
-    rgba = encode(Image.new("RGBA", (4096, 4096)), "PNG")
-    concurrent = 12
-    before = server.rss_mib()
-
-    async def burst() -> list[int]:
-        limits = httpx.Limits(max_connections=2 * concurrent)
-        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
-            native = [client.post(DIGITS, **upload(rgba)) for _ in range(concurrent // 2)]
-            b64 = base64.b64encode(rgba).decode()
-            tf_serving = [
-                client.post(TFS_DIGITS, json={"instances": [{"b64": b64}]})
-                for _ in range(concurrent // 2)
-            ]
-            return [r.status_code for r in await asyncio.gather(*native, *tf_serving)]
-
-    assert asyncio.run(burst()) == [200] * concurrent
-    peak = server.peak_rss_mib()
-    allowed = (DECODE_THREADS + 1) * 300
-    print(
-        f"\n{concurrent} concurrent 4096x4096 RGBA decodes: RSS {before:.0f} MiB before, peak "
-        f"{peak:.0f} MiB ({DECODE_THREADS} decode slots; allowed growth {allowed} MiB)"
-    )
-    assert peak - before < allowed
