@@ -188,6 +188,14 @@ def numbers(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
                 f"(the model's input {spec.key!r} takes {spec.describe()})"
             )
         bad = next(item for item in array.flat if type(item) not in allowed)
+        if kind in "iu" and type(bad) is float and bad.is_integer():
+            # A whole number past 64 bits, which the JSON parser read as a float.
+            info = np.iinfo(np.dtype(spec.dtype_info.numpy))
+            if not info.min <= bad <= info.max:
+                raise InvalidInput(
+                    f"{where} holds values outside the range of {spec.dtype} "
+                    f"({info.min} to {info.max})"
+                )
         if kind in "iu" and type(bad) is float:
             raise InvalidInput(
                 f"{where} holds {bad!r}; the model's input {spec.key!r} ({spec.describe()}) "
@@ -241,9 +249,13 @@ def convert(values: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
         return values.astype(target)
     if values.dtype == target:
         return values
-    if values.dtype.kind == "f":
-        return _floats(values.astype(np.float64), target, spec.dtype, where)
-    return values.astype(target)
+    # Floats of another width, or whole numbers: through float64, refusing what overflows.
+    return _floats(values.astype(np.float64), target, spec.dtype, where)
+
+
+def is_float(dtype: np.dtype[Any]) -> bool:
+    """Floating point, bfloat16 included (NumPy files ml_dtypes' bfloat16 under kind ``V``)."""
+    return dtype.kind == "f" or dtype.name == "bfloat16"
 
 
 # ---- arrays -> JSON ---------------------------------------------------------------------------

@@ -1,15 +1,22 @@
-"""The parts of a ``multipart/form-data`` body, read into memory by python-multipart's parser.
+"""The parts of a ``multipart/form-data`` body, read into memory.
 
 Starlette's ``request.form()`` puts every file part in a SpooledTemporaryFile behind an
 UploadFile, to be read back with an await: right for big files, but for digit images of a few
 hundred bytes that bookkeeping costs the event loop about as much as the parsing itself
 (``docs/performance.md``). Here the parts are plain bytes. Memory stays bounded: the
 body is capped by ``MAX_REQUEST_BYTES`` before it gets here, text fields by ``max_field_bytes``.
+
+A body that arrives in one piece and is written the way clients write forms (each boundary
+line ending in CRLF, each header ``Name: value``, nothing before the first boundary) is split
+with ``bytes.find`` (:func:`_split_plain`); any other body goes to python-multipart's parser,
+which reads it as it arrives (a form of 10,000 parts is read no further than the part past a
+limit) and says what is wrong with it. Both hand the parts to the same checks
+(:class:`_FormReader`), in order, so limits and errors are the same either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -106,6 +113,62 @@ class _FormReader:
         self._part.data = b"".join(self._chunks)
         self.parts.append(self._part)
 
+    def add(self, disposition: bytes, data: bytes) -> None:
+        """One whole part, as the parser's callbacks would have given it."""
+        self.on_part_begin()
+        self._disposition = disposition
+        self.on_headers_finished()
+        self.on_part_data(data, 0, len(data))
+        self.on_part_end()
+
+
+async def _next_piece(stream: AsyncIterator[bytes]) -> bytes:
+    """The next chunk that is not empty; b"" at the end."""
+    async for chunk in stream:
+        if chunk:
+            return chunk
+    return b""
+
+
+class _NotPlain(Exception):
+    """The body is not written the plain way :func:`_split_plain` reads."""
+
+
+def _split_plain(body: bytes, boundary: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(Content-Disposition value, data) of each part of a plainly written form, in order;
+    _NotPlain as soon as the body is written any other way (python-multipart then reads it,
+    or says what is wrong)."""
+    delimiter = b"--" + boundary
+    if not body.startswith(delimiter + b"\r\n"):
+        raise _NotPlain
+    separator = b"\r\n" + delimiter
+    position = len(delimiter) + 2
+    while True:
+        headers_end = body.find(b"\r\n\r\n", position)
+        if headers_end < 0:
+            raise _NotPlain
+        disposition = None
+        for line in body[position:headers_end].split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip() or b"\r" in line or b"\n" in line:
+                raise _NotPlain
+            if name.lower() == b"content-disposition":
+                disposition = value.strip()
+        data_end = body.find(separator, headers_end + 4)
+        if data_end < 0 or disposition is None:
+            raise _NotPlain
+        after = data_end + len(separator)
+        follows = body[after : after + 2]
+        last = follows == b"--"
+        if last and body[after + 2 :] not in (b"", b"\r\n"):
+            raise _NotPlain
+        if not last and follows != b"\r\n":
+            raise _NotPlain
+        yield disposition, body[headers_end + 4 : data_end]
+        if last:
+            return
+        position = after + 2
+
 
 async def read_form(
     content_type: str,
@@ -120,11 +183,25 @@ async def read_form(
     boundary = params.get(b"boundary")
     if not boundary:
         raise FormError("Missing boundary in multipart.")
+    stream = aiter(body)
+    first = await _next_piece(stream)
+    second = await _next_piece(stream) if first else b""
+    if not second:  # the whole body came in one piece: most forms
+        try:
+            reader = _FormReader(max_files, max_fields, max_field_bytes)
+            for disposition, content in _split_plain(first, boundary):
+                reader.add(disposition, content)
+            return reader.parts
+        except _NotPlain:
+            pass
     reader = _FormReader(max_files, max_fields, max_field_bytes)
     try:
         parser = MultipartParser(boundary, reader.callbacks())
-        async for chunk in body:
-            parser.write(chunk)
+        parser.write(first)
+        if second:
+            parser.write(second)
+            async for chunk in stream:
+                parser.write(chunk)
         parser.finalize()
     except FormParserError as exc:
         raise FormError("Invalid multipart data.") from exc

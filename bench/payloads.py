@@ -5,7 +5,8 @@ Sentiment: IMDB test reviews, each sent as ``{"reviews": [review]}``. The same i
 per request, through the other protocols (:data:`PROTOCOLS`), in the payload kind each
 protocol's usual client sends: TF Serving's JSON (``{"b64": png}`` images), and the Open
 Inference Protocol as ``tritonclient`` sends it by default (binary tensor data; images as
-``BYTES`` PNG files).
+``BYTES`` PNG files). The general model (:mod:`bench.general`, Triton's ``simple`` shape) gets
+random int32 rows, one instance per request, through OIP (binary) and TF Serving (row format).
 
 The data sets are found as ``training.data`` finds them (``--data-dir``, else ``DATA_DIR``, else
 a download already in Keras' cache); nothing is downloaded: without the files, synthetic digits
@@ -138,7 +139,13 @@ def sentiment_payloads(count: int = 1000, data_dir: str | None = None) -> Payloa
 
 
 def _oip_binary(name: str, datatype: str, shape: list[int], blob: bytes) -> tuple[bytes, dict]:
-    """An infer request as tritonclient sends it: JSON, then the tensor's bytes."""
+    """An infer request of one input as tritonclient sends it: JSON, then the tensor's bytes."""
+    return _oip_binary_inputs([(name, datatype, shape, blob)])
+
+
+def _oip_binary_inputs(inputs: list[tuple[str, str, list[int], bytes]]) -> tuple[bytes, dict]:
+    """An infer request as tritonclient sends it: JSON, then each tensor's bytes in order;
+    every output asked for as binary."""
     head = orjson.dumps(
         {
             "inputs": [
@@ -148,11 +155,14 @@ def _oip_binary(name: str, datatype: str, shape: list[int], blob: bytes) -> tupl
                     "datatype": datatype,
                     "parameters": {"binary_data_size": len(blob)},
                 }
+                for name, datatype, shape, blob in inputs
             ],
             "parameters": {"binary_data_output": True},
         }
     )
-    return head + blob, {"Inference-Header-Content-Length": str(len(head))}
+    return head + b"".join(blob for *_, blob in inputs), {
+        "Inference-Header-Content-Length": str(len(head))
+    }
 
 
 def _prefixed(item: bytes) -> bytes:
@@ -200,6 +210,46 @@ def oip_sentiment_payloads(count: int = 1000, data_dir: str | None = None) -> Pa
     )
 
 
+def simple_rows(count: int) -> np.ndarray:
+    """``count`` pairs of int32 rows of 16 for the general model (``bench.general``)."""
+    rng = np.random.default_rng(SEED)
+    return rng.integers(-1000, 1000, size=(count, 2, 16), dtype=np.int32)
+
+
+def oip_simple_payloads(count: int = 1000, data_dir: str | None = None) -> Payloads:
+    """One instance of INPUT0 and INPUT1 per request, binary, as tritonclient sends them."""
+    rows = simple_rows(count)
+    built = [
+        _oip_binary_inputs(
+            [
+                ("INPUT0", "INT32", [1, 16], row[0].astype("<i4").tobytes()),
+                ("INPUT1", "INT32", [1, 16], row[1].astype("<i4").tobytes()),
+            ]
+        )
+        for row in rows
+    ]
+    return Payloads(
+        "/v2/models/simple/infer",
+        "application/octet-stream",
+        [body for body, _ in built],
+        "generated",
+        list(rows),
+        [headers for _, headers in built],
+    )
+
+
+def tfserving_simple_payloads(count: int = 1000, data_dir: str | None = None) -> Payloads:
+    """One instance per request in TF Serving's row format: ``{"INPUT0": [...], "INPUT1": [...]}``."""
+    rows = simple_rows(count)
+    bodies = [
+        orjson.dumps({"instances": [{"INPUT0": row[0].tolist(), "INPUT1": row[1].tolist()}]})
+        for row in rows
+    ]
+    return Payloads(
+        "/v1/models/simple:predict", "application/json", bodies, "generated", list(rows)
+    )
+
+
 PayloadMaker = Callable[..., Payloads]
 # model -> protocol -> the same instances in that protocol's request bodies
 PROTOCOLS: dict[str, dict[str, PayloadMaker]] = {
@@ -213,4 +263,9 @@ PROTOCOLS: dict[str, dict[str, PayloadMaker]] = {
         "tfserving": tfserving_sentiment_payloads,
         "oip": oip_sentiment_payloads,
     },
+}
+# The general model (bench.general), by protocol: what its users' clients send.
+GENERAL: dict[str, PayloadMaker] = {
+    "oip": oip_simple_payloads,
+    "tfserving": tfserving_simple_payloads,
 }

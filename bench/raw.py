@@ -1,4 +1,5 @@
-"""The models' own throughput: ``LoadedModel.predict`` called directly, no HTTP, no batcher.
+"""The models' own throughput: their default signature called directly (``LoadedModel.call``),
+no HTTP, no batcher.
 
 Run as its own process (``python -m bench.raw``) so that TensorFlow gets the same thread
 settings as the server under test (``TF_INTRA_OP_THREADS``, ``TF_INTER_OP_THREADS``, read by
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from app.config import Settings
-    from app.model import configure_tensorflow, load_model
+    from app.model import Runtime, configure_tensorflow, load_model
+    from app.model_config import ModelConfig
     from app.repository import OnceLog, scan
     from bench.payloads import digit_images, reviews
 
@@ -55,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     found = scan(settings.model_dir, OnceLog(logging.getLogger("bench")))
+    runtime = Runtime(device, settings.tf_intra_op_threads, settings.tf_inter_op_threads)
+    config = ModelConfig(max_batch_size=max(sizes))
     models = {}
     for name in ("digits", "sentiment"):
         version, folder = max(found[name].versions.items())
-        models[name] = load_model(name, version, folder.path, device, max(sizes))
+        models[name] = load_model(name, version, folder.path, runtime, config)
     images, image_source = digit_images(max(sizes), args.data_dir)
     texts, text_source = reviews(max(sizes), args.data_dir)
     inputs = {
@@ -68,8 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name, (data, source) in inputs.items():
         model = models[name]
+        signature = model.default_signature
+        assert signature is not None
+        call = model.caller(signature)
+        key = signature.input.key
+
+        def predict(batch: np.ndarray, call=call, key=key) -> object:
+            return call({key: batch})
+
         for size in sizes:
-            row = measure(model.predict, data[:size], args.seconds)
+            row = measure(predict, data[:size], args.seconds)
             results.append({"model": name, "device": device, "source": source, **row})
     json.dump(results, sys.stdout)
     print()

@@ -10,7 +10,9 @@
    swinging by 10-20% from run to run.
 2. The other protocols: the same instances through TF Serving's API and the Open Inference
    Protocol (as ``tritonclient`` sends them) on the batched server, at concurrency 64, each
-   point in rounds with the native endpoint's, the order reversed every other round.
+   point in rounds with the native endpoint's, the order reversed every other round. Then a
+   general model (:mod:`bench.general`: two int32 inputs, two outputs, Triton's ``simple``
+   shape) on a server of its own, through OIP (binary) and TF Serving at concurrency 64.
 3. Version swaps (:mod:`bench.reload`): p99 at concurrency 16 while new versions go live,
    against the same server without swaps, and the server's memory after 20 swaps.
 4. The load generator's own ceiling: ``GET /healthz`` at concurrency 16.
@@ -31,12 +33,13 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from bench import reload
+from bench import general, reload
 from bench.loadgen import Probe, build_request, run_load
-from bench.payloads import PROTOCOLS, Payloads, digits_payloads, sentiment_payloads
+from bench.payloads import GENERAL, PROTOCOLS, Payloads, digits_payloads, sentiment_payloads
 from bench.server import HOST, Server
 
 HERE = Path(__file__).resolve().parent
@@ -168,6 +171,47 @@ def measure_protocols(server: Server, args) -> list[dict]:
     return points
 
 
+def measure_general(args, tmp: Path) -> list[dict]:
+    """The general model (bench.general) through each protocol at PROTOCOL_CONCURRENCY, in
+    interleaved rounds, on a batched server (the defaults) whose MODEL_DIR holds only it."""
+    points = []
+    with tempfile.TemporaryDirectory(prefix="bench-general-", dir=tmp) as folder:
+        model_dir = general.build(Path(folder))
+        env = {**CONFIGS["batched"], "MODEL_DIR": str(model_dir)}
+        with Server(env, tmp / "bench-server-general.log") as server:
+            payloads = {
+                protocol: make(data_dir=args.data_dir) for protocol, make in GENERAL.items()
+            }
+            requests = {protocol: requests_for(p, server.port) for protocol, p in payloads.items()}
+            protocols = list(GENERAL)
+            rounds: dict[str, list[dict]] = {protocol: [] for protocol in protocols}
+            for round_ in range(args.rounds):
+                for protocol in protocols if round_ % 2 == 0 else protocols[::-1]:
+                    rounds[protocol].append(
+                        measure_point(
+                            server, general.NAME, requests[protocol], PROTOCOL_CONCURRENCY, args
+                        )
+                    )
+    for protocol in protocols:
+        point = median_round(rounds[protocol])
+        point.update(
+            endpoint=general.NAME,
+            protocol=protocol,
+            path=payloads[protocol].path,
+            config="batched",
+            source=payloads[protocol].source,
+        )
+        points.append(point)
+        print(
+            f"  {general.NAME:<9} {protocol:<9} c={PROTOCOL_CONCURRENCY} {point['rps']:8.1f} req/s "
+            f"(rounds {', '.join(f'{r:.0f}' for r in point['rounds_rps'])})  "
+            f"p99 {point['p99_ms']:7.2f} ms  mean batch {point['batches']['mean_batch_size']}  "
+            f"errors {point['errors']}",
+            flush=True,
+        )
+    return points
+
+
 def run_raw(args) -> list[dict]:
     command = [sys.executable, "-m", "bench.raw", "--seconds", str(args.raw_seconds)]
     if args.data_dir:
@@ -231,6 +275,18 @@ def table(results: dict) -> str:
             lines.append(
                 f"{point['endpoint']:<10} {point['protocol']:<10} {point['concurrency']:>4} "
                 f"{point['rps']:>8.1f} {point['p99_ms']:>8.2f}"
+            )
+    if results.get("general_points"):
+        lines += [
+            "",
+            f"{'general':<10} {'protocol':<10} {'conc':>4} {'req/s':>8} {'p99 ms':>8} "
+            f"{'mean batch':>10}",
+        ]
+        for point in results["general_points"]:
+            lines.append(
+                f"{point['endpoint']:<10} {point['protocol']:<10} {point['concurrency']:>4} "
+                f"{point['rps']:>8.1f} {point['p99_ms']:>8.2f} "
+                f"{point['batches']['mean_batch_size'] or '-':>10}"
             )
     if results.get("reload"):
         lines += ["", *reload.summary(results["reload"])]
@@ -339,6 +395,7 @@ def targets(results: dict) -> list[dict]:
         checks += reload.targets(results["reload"])
     errors = sum(p["errors"] + p["warmup_errors"] for p in results["points"])
     errors += sum(p["errors"] + p["warmup_errors"] for p in results.get("protocol_points", []))
+    errors += sum(p["errors"] + p["warmup_errors"] for p in results.get("general_points", []))
     ceiling = results["client_ceiling"]
     errors += ceiling.get("errors", 0) + ceiling.get("warmup_errors", 0)
     checks.append({"target": "no errors", "value": str(errors), "met": errors == 0})
@@ -415,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         "--protocols", default="tfserving,oip", help="compared with native at c=64 ('' skips)"
     )
     parser.add_argument(
+        "--general",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a general two-input model (bench.general) through OIP and TF Serving at c=64",
+    )
+    parser.add_argument(
         "--reload", action=argparse.BooleanOptionalAction, default=True, help="version swaps"
     )
     parser.add_argument(
@@ -426,7 +489,12 @@ def main(argv: list[str] | None = None) -> int:
         help="local copies of the data sets (default: DATA_DIR, else Keras' cache)",
     )
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
-    parser.add_argument("--plot", type=Path, default=HERE / "throughput_latency.png")
+    parser.add_argument(
+        "--plot",
+        type=lambda text: Path(text) if text else None,
+        default=HERE / "throughput_latency.png",
+        help="'' for none",
+    )
     args = parser.parse_args(argv)
 
     started = time.time()
@@ -499,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
             print("protocols ...", flush=True)
             protocol_points = measure_protocols(servers["batched"], args)
         servers_env = servers[configs[0]].env
+    general_points = []
+    if args.general:
+        print("general model ...", flush=True)
+        general_points = measure_general(args, tmp)
     reloading = None
     if args.reload:
         print("version swaps ...", flush=True)
@@ -524,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         "client_ceiling": {"endpoint": "GET /healthz", **ceiling},
         "points": points,
         "protocol_points": protocol_points,
+        "general_points": general_points,
         "reload": reloading,
         "raw": raw,
     }
@@ -533,13 +606,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results["targets"] = targets(results)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.plot)
+    if args.plot is not None:
+        plot(results, args.plot)
     print()
     print(table(results))
     print()
     print(f"load average before {load_before}, after {results['loadavg_after']}")
-    print(f"wrote {args.output} and {args.plot} in {results['wall_s']:.0f} s")
-    errors = sum(p["errors"] for p in (*points, *protocol_points)) + ceiling.get("errors", 0)
+    print(f"wrote {args.output} and {args.plot or 'no plot'} in {results['wall_s']:.0f} s")
+    errors = sum(p["errors"] for p in (*points, *protocol_points, *general_points))
+    errors += ceiling.get("errors", 0)
     errors += reloading["errors"] if reloading else 0
     return 1 if errors else 0
 

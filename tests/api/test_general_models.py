@@ -372,6 +372,9 @@ def test_oip_bad_tensors_are_400s(
         ("simple", {"instances": [{"INPUT0": [1.5] * 16, "INPUT1": [1] * 16}]}, 400, "whole"),
         ("simple", {"instances": [{"INPUT0": [2**31] * 16, "INPUT1": [1] * 16}]}, 400, "range"),
         ("dtypes", {"signature_name": "uint8", "instances": [[-1, 0]]}, 400, "range"),
+        # Past 64 bits, a whole number that the JSON parser reads as a float.
+        ("dtypes", {"signature_name": "uint64", "instances": [[2**64, 0]]}, 400, "range"),
+        ("dtypes", {"signature_name": "int64", "instances": [[-(2**65), 0]]}, 400, "range"),
         ("dtypes", {"signature_name": "bool", "instances": [[1, 0]]}, 400, "true or false"),
         ("dtypes", {"signature_name": "float16", "instances": [[1e6, 0]]}, 400, "range"),
         ("dtypes", {"signature_name": "string", "instances": [[{"b64": "*"}, "a"]]}, 400, "base64"),
@@ -385,6 +388,41 @@ def test_bad_predict_bodies_are_4xx_saying_why(
 ) -> None:
     message = error(client.post(f"/v1/models/{model}:predict", json=body), status)
     assert words in message
+
+
+@pytest.mark.parametrize(
+    ("signature", "datatype", "values", "binary"),
+    [
+        ("bfloat16", "BF16", [1e39, 0.0], False),  # JSON data beyond bfloat16's range
+        ("float16", "BF16", [1e30, 0.0], False),  # a bfloat16 that float16 cannot hold
+        ("float16", "BF16", [1e30, 0.0], True),
+        ("float16", "FP32", [1e30, 0.0], False),
+        ("float16", "FP32", [1e30, 0.0], True),
+        ("float16", "INT32", [100_000, 0], False),  # whole numbers past float16's range
+        ("float16", "INT32", [100_000, 0], True),
+    ],
+)
+def test_oip_floats_beyond_the_inputs_range_are_400s(
+    client: TestClient, signature: str, datatype: str, values: list[float], binary: bool
+) -> None:
+    import ml_dtypes
+    import orjson
+
+    tensor: dict[str, Any] = {"name": "x", "datatype": datatype, "shape": [1, 2]}
+    blob = b""
+    if binary:
+        wire = {"BF16": ml_dtypes.bfloat16, "FP32": np.float32, "INT32": np.int32}[datatype]
+        blob = np.array(values, wire).tobytes()
+        tensor["parameters"] = {"binary_data_size": len(blob)}
+    else:
+        tensor["data"] = values
+    head = orjson.dumps({"parameters": {"signature_name": signature}, "inputs": [tensor]})
+    response = client.post(
+        "/v2/models/dtypes/infer",
+        content=head + blob,
+        headers={"Inference-Header-Content-Length": str(len(head))} if binary else {},
+    )
+    assert "outside" in error(response, 400)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ reviews typed, files chosen through the page's own file input.
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +19,7 @@ import pytest
 
 from tests.browser.conftest import PHONE, Session, screenshot_dir
 from tests.support.drawn_digits import STROKES, draw, png
-from tests.support.server import start_server, stop_server
+from tests.support.server import ROOT, start_server, stop_server
 
 pytestmark = pytest.mark.browser
 
@@ -200,17 +202,20 @@ def test_a_review_near_the_middle_reads_as_mixed(session_for, server: str) -> No
 # ---- a model that is not served ----------------------------------------------------------------
 
 
-def test_a_model_missing_from_v1_models_greys_its_panel_out(session_for, server: str) -> None:
-    """/v1/models without sentiment (intercepted here: a server whose MODEL_DIR has only digits
-    does the same): the sentiment panel is off and says why; the digits panel works."""
-    session = session_for(server)
+@pytest.fixture(scope="module")
+def digits_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real server whose MODEL_DIR holds the digits model alone."""
+    root = tmp_path_factory.mktemp("digits-only") / "models"
+    shutil.copytree(ROOT / "models" / "digits", root / "digits")
+    proc, url = start_server({"MODEL_DIR": str(root)})
+    yield url
+    stop_server(proc)
 
-    def without_sentiment(route) -> None:
-        body = route.fetch().json()
-        body["models"] = [m for m in body["models"] if m["name"] != "sentiment"]
-        route.fulfill(json=body)
 
-    session.page.route("**/v1/models", without_sentiment)
+def test_a_model_the_server_lacks_greys_its_panel_out(session_for, digits_only: str) -> None:
+    """A server of the digits model alone: the sentiment panel is off and says why; the digits
+    panel works."""
+    session = session_for(digits_only)
     open_page(session)
     panel = session.page.locator("#sentiment-panel")
     assert panel.get_attribute("data-served") == "false"

@@ -3,8 +3,9 @@
 Every ```bash block of README.md and docs/api.md is collected by ``tests/support/doc_examples.py``
 (its docstring has the convention: which blocks run, where a command's documented answer is,
 what ``...`` means, the tolerance on numbers). A block of ``curl`` commands runs from the
-repository root against a server on the committed models, ``localhost:8000`` swapped for its
-address; any other block is reported as skipped, with the programs it would have run. When a
+repository root against a server on the committed models and on the models the docs tell how
+to make (``examples/half_plus_two.py``, run here as the docs run it), ``localhost:8000``
+swapped for its address; any other block is reported as skipped, with the programs it would have run. When a
 model's new version changes a documented figure, updating the figure in the doc is all there
 is to do.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import runpy
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,12 +37,26 @@ from tests.support.doc_examples import (
 from tests.support.server import ROOT, start_server, stop_server
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "api.md"]
+# Models the docs tell users to make, by the example script that makes them: served too.
+MADE_BY_THE_DOCS = {"half_plus_two.py": "half_plus_two"}
 EXAMPLES = [example for doc in DOCS for example in examples(doc)]
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    proc, url = start_server()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The committed models, and the ones the docs tell how to make (as the docs make them)."""
+    model_dir = tmp_path_factory.mktemp("docs") / "models"
+    model_dir.mkdir()
+    for model in (ROOT / "models").iterdir():
+        (model_dir / model.name).symlink_to(model)
+    for script, model in MADE_BY_THE_DOCS.items():
+        subprocess.run(
+            [sys.executable, str(ROOT / "examples" / script), str(model_dir / model / "1")],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    proc, url = start_server({"MODEL_DIR": str(model_dir)})
     yield url
     stop_server(proc)
 

@@ -32,10 +32,9 @@ JSON = {"content-type": "application/json"}
 KEY = "openapi-examples-key"
 PROVOKED = {400, 401, 404, 413, 415, 422}
 # Documented, checked against the schema, but provoked by no request here (and why).
-NOT_PROVOKED = {
-    ("post", "/v1/sentiment/predict", 404): "needs a server without the sentiment model",
-    ("post", "/v1/digits/predict", 404): "needs a server without the digits model",
-}
+NOT_PROVOKED: dict[tuple[str, str, int], str] = {}
+# Provoked on a server of a user's model alone (test_native_routes_of_missing_models_are_404s).
+WITHOUT_SHOWCASE = {("post", "/v1/sentiment/predict", 404), ("post", "/v1/digits/predict", 404)}
 OVER_THE_LIMIT = b"x" * 11_000_001  # MAX_REQUEST_BYTES (10 MiB) + 515,241 bytes: the examples'
 
 
@@ -245,7 +244,8 @@ def test_every_documented_client_error_is_provoked(document: dict[str, Any]) -> 
         f"{method.upper()} {path} {status}"
         for method, path, operation in operations(document)
         for status in map(int, filter(str.isdigit, operation["responses"]))
-        if status in PROVOKED - {401} and (method, path, status) not in provoked | set(NOT_PROVOKED)
+        if status in PROVOKED - {401}
+        and (method, path, status) not in provoked | set(NOT_PROVOKED) | WITHOUT_SHOWCASE
     ]
     assert not missing, f"documented errors that no request here provokes: {missing}"
 
@@ -286,3 +286,26 @@ def test_the_native_error_schema_holds_no_shared_example(document: dict[str, Any
     schemas = document["components"]["schemas"]
     for name in ("ErrorResponse", "ErrorDetail", "OIPError", "TFServingError"):
         assert not list(schema_examples(schemas[name], name)), name
+
+
+def test_native_routes_of_missing_models_are_404s(
+    model_dir: Path, document: dict[str, Any], tmp_path: Path
+) -> None:
+    """A MODEL_DIR of a user's model alone: the service starts, and the showcase models'
+    routes answer their documented 404 naming the missing model."""
+    alone = tmp_path / "models"
+    shutil.copytree(model_dir / "half_plus_two", alone / "half_plus_two")
+    proc, url = start_server({"MODEL_DIR": str(alone)})
+    try:
+        ready = httpx.get(f"{url}/readyz").json()
+        assert ready == {"ready": True, "models": {"half_plus_two": "AVAILABLE"}}
+        requests = {
+            "/v1/sentiment/predict": {"json": {"reviews": ["great"]}},
+            "/v1/digits/predict": {"files": {"file": ("d.png", png(28, 28))}},
+        }
+        for method, path, status in sorted(WITHOUT_SHOWCASE):
+            response = httpx.request(method, f"{url}{path}", timeout=30, **requests[path])
+            expected = documented_error(document, method, path, status)
+            assert (response.status_code, response.json()) == (status, expected), path
+    finally:
+        stop_server(proc)

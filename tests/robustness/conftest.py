@@ -3,6 +3,8 @@
 * ``server``: the service as shipped, with MAX_REQUEST_BYTES lowered to 2 MB so that the
   body-cap tests send little, and a 60 s deadline, so that a burst of huge images decoding
   one per core is answered in full on a slow machine;
+* ``zoo_server``: the same settings on the models users bring (``tests/support/savedmodels.py``'s
+  zoo, built for the session): every signature shape, dtype and TF1 export;
 * ``busy_server``: a queue of 4 instances per model and a 250 ms batch delay (so bursts overflow it),
   API keys required and /metrics closed; ``tests.support.faulty_app`` with a fault file (empty
   but while a test holds the model to keep the queue full);
@@ -26,6 +28,7 @@ from tests.robustness.helpers import (
     Server,
     answers,
 )
+from tests.support.savedmodels import build_zoo
 from tests.support.server import start_server, stop_server
 from tests.support.waiting import wait_until
 
@@ -44,6 +47,20 @@ def _no_long_gc_pauses() -> Iterator[None]:
 def server() -> Iterator[Server]:
     proc, url = start_server(
         {"MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES), "REQUEST_TIMEOUT_S": "60"}
+    )
+    yield Server(proc, url)
+    stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def zoo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    zoo = build_zoo(tmp_path_factory.mktemp("zoo") / "models")
+    proc, url = start_server(
+        {
+            "MODEL_DIR": str(zoo),
+            "MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
+            "REQUEST_TIMEOUT_S": "60",
+        }
     )
     yield Server(proc, url)
     stop_server(proc)

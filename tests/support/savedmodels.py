@@ -19,6 +19,7 @@ service must give. The shapes are those TF Serving, Triton and KServe users brin
 * :func:`tf1_reference_variables`: a TF1 graph with reference (``float_ref``) variables, which
   TF2's loader refuses;
 * :func:`unbatched`: a signature without a batch dimension (a fixed ``[3]`` vector);
+* :func:`sequences`: a free dimension besides the batch's (``[-1, -1]``);
 * :func:`stateful_counter`: a variable incremented by every call;
 * :func:`all_dtypes`: identity signatures for every dtype the wire formats carry.
 """
@@ -92,6 +93,18 @@ class _Unbatched(tf.Module):
 def unbatched(path: Path) -> None:
     module = _Unbatched()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.norm})
+
+
+class _Sequences(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="x")])
+    def total(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"sum": tf.reduce_sum(x, axis=1)}
+
+
+def sequences(path: Path) -> None:
+    """``x`` float32[-1, -1] -> ``sum`` float32[-1]: rows of any length, summed."""
+    module = _Sequences()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.total})
 
 
 class _Counter(tf.Module):
@@ -327,6 +340,7 @@ ZOO = {
     "simple": triton_simple,
     "strings": strings_module,
     "unbatched": unbatched,
+    "sequences": sequences,
     "counter": stateful_counter,
     "dtypes": all_dtypes,
     "half_plus_two": tf1_half_plus_two,
@@ -334,6 +348,32 @@ ZOO = {
     "assets": tf1_with_assets,
     "refvars": tf1_reference_variables,
 }
+
+
+def call_directly(path: Path, signature: str, **inputs: object) -> dict[str, np.ndarray]:
+    """The signature of the SavedModel in ``path`` called by TensorFlow itself, not through
+    the service: what the service must answer. TF2's loader, or, for what it refuses
+    (reference variables), a TF1 session fed by the signature's tensor names."""
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (ValueError, TypeError, tf.errors.OpError):
+        return _call_in_session(path, signature, inputs)
+    results = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+    return {key: value.numpy() for key, value in results.items()}
+
+
+def _call_in_session(
+    path: Path, signature: str, inputs: dict[str, object]
+) -> dict[str, np.ndarray]:
+    graph = tf.Graph()
+    with v1.Session(graph=graph) as session:
+        meta = v1.saved_model.loader.load(
+            session, [v1.saved_model.tag_constants.SERVING], str(path)
+        )
+        definition = meta.signature_def[signature]
+        feed = {definition.inputs[key].name: value for key, value in inputs.items()}
+        fetches = {key: info.name for key, info in definition.outputs.items()}
+        return {key: np.asarray(value) for key, value in session.run(fetches, feed).items()}
 
 
 def build_zoo(root: Path, names: tuple[str, ...] | None = None) -> Path:

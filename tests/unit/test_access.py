@@ -23,8 +23,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from app.access import AccessLogger, AccessRecord, key_id, prediction_target
-from app.batching import Call, Timing
 from app.api import docs, health, playground
+from app.batching import Call, Timing
 from app.logs import ACCESS_LOGGER
 from app.middleware import RequestContextMiddleware
 from app.protocols.native import routes as native

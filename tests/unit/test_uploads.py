@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from app.uploads import FormError, FormPart, read_form
 
@@ -228,3 +230,51 @@ def test_a_body_cut_short_is_refused() -> None:
     body = form("b", part("file", b"x", "1.png"), part("file", TRICKY, "2.png"))
     with pytest.raises(FormError):
         read(body[: body.index(TRICKY) + 5], "b")
+
+
+# ---- one piece (split with bytes.find) against chunks (python-multipart) ----------------------
+
+LINES = st.sampled_from([b"\r\n", b"\n", b"\r\n\r\n", b"--b", b"--b--", b"\r\n--b", b"--", b" "])
+DATA = st.lists(st.one_of(st.binary(max_size=12), LINES), max_size=6).map(b"".join)
+HEADER = st.sampled_from(
+    [
+        "Content-Type: image/png\r\n",
+        'content-disposition: form-data; name="other"\r\n',
+        "X-Odd:no-space\r\n",
+        " X-Folded: value\r\n",
+        "NoColon\r\n",
+        "",
+    ]
+)
+PART = st.builds(
+    part,
+    st.sampled_from(["file", "note", "f\u00e9", 'a"b']),
+    DATA,
+    st.one_of(st.none(), st.sampled_from(["a.png", "", "x\r.png"])),
+    HEADER,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example(parts=[part("file", b"x", "x\r.png")], prefix=b"", suffix=b"", cut=0)  # a CR in a header
+@given(
+    parts=st.lists(PART, max_size=5),
+    prefix=st.sampled_from([b"", b"preamble\r\n", b"\r\n"]),
+    suffix=st.sampled_from([b"", b"\r\n", b"epilogue", b"--b--\r\n"]),
+    cut=st.integers(min_value=0),
+)
+def test_one_piece_reads_as_the_streaming_parser_reads(
+    parts: list[bytes], prefix: bytes, suffix: bytes, cut: int
+) -> None:
+    """Whatever the body, read in one piece (the plain split, or the parser when it is not
+    plain) it gives the parts or the error the parser gives it in two chunks."""
+    body = prefix + form("b", *parts)[: -2 if suffix else None] + suffix
+    cut = 1 + cut % max(len(body) - 1, 1)
+
+    def outcome(chunks: list[bytes]) -> object:
+        try:
+            return read(chunks, "b", max_files=3, max_fields=3, max_field_bytes=16)
+        except FormError as exc:
+            return f"FormError: {exc}"
+
+    assert outcome([body]) == outcome([body[:cut], body[cut:]])

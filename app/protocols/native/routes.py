@@ -46,7 +46,7 @@ def _errors(examples: dict[int, ErrorExample]) -> dict[int | str, dict[str, Any]
 def _predict_errors(model: str, examples: dict[int, ErrorExample]) -> dict[int | str, Any]:
     return _errors(
         {
-            404: ("not_found", f"model {model!r} is not served (served: mine)"),
+            404: ("not_found", f"model {model!r} is not served (served: half_plus_two)"),
             413: BODY_TOO_LARGE,
             **model_call_errors(model),
             **examples,

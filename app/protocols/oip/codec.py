@@ -46,7 +46,7 @@ from app.model import LoadedModel
 from app.offload import off_loop
 from app.serving import Prediction, signature_of
 from app.signatures import DTYPES, Signature, TensorSpec
-from app.tensors import convert, string
+from app.tensors import convert, is_float, string
 
 BINARY_HEADER = "inference-header-content-length"
 PIXEL_MAX = 255.0
@@ -454,7 +454,7 @@ def _numbers(tensor: _Tensor) -> np.ndarray:
             raise InvalidInput(f"{tensor.where} holds values outside {tensor.datatype}")
     with np.errstate(over="ignore"):
         values = np.array(items, dtype=dtype)
-    if dtype.kind == "f" and not np.isfinite(values).all():  # JSON has no inf: an overflow
+    if is_float(dtype) and not np.isfinite(values.astype(np.float64)).all():  # JSON has no inf
         raise InvalidInput(f"{tensor.where} holds values outside {tensor.datatype}")
     return values
 
