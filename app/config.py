@@ -96,7 +96,9 @@ class Settings(BaseSettings):
 
     # Observability
     opentelemetry: bool = Field(
-        False, description="FastAPI's OpenTelemetry spans and metrics, for a configured SDK"
+        False,
+        description="trace requests, their queue wait and model calls (app/tracing.py); "
+        "exported as the OTEL_* variables say",
     )
 
     @field_validator("required_models", mode="before")

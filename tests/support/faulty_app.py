@@ -123,7 +123,7 @@ async def predict_with_faults(
     self: ModelServer,
     ref: ModelRef,
     decode: Callable[[LoadedModel], Awaitable[Any]],
-    record: AccessRecord | None = None,
+    access: AccessRecord | None = None,
 ) -> Prediction[Any]:
     async def faulty_decode(model: LoadedModel) -> Any:
         if blocks(current_fault(), model.name, "block-decode"):
@@ -133,7 +133,7 @@ async def predict_with_faults(
                 await asyncio.sleep(BLOCK_POLL_S)
         return await decode(model)
 
-    return await _predict(self, ref, faulty_decode, record)
+    return await _predict(self, ref, faulty_decode, access)
 
 
 def create_faulty_app() -> FastAPI:
