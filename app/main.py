@@ -18,6 +18,7 @@ from opentelemetry.trace import TracerProvider
 
 from app import __version__, logs, metrics, tracing
 from app.api import docs, health, playground
+from app.api.dispatch import ServiceApp
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.lifecycle import Lifecycle
@@ -113,7 +114,9 @@ def create_app(
             if provider is not None:
                 tracing.flush(provider)
 
-    app = FastAPI(
+    app = ServiceApp(
+        # FastAPI's request spans come from the layers the short way in skips.
+        direct_dispatch=not settings.opentelemetry,
         title="Keras inference service",
         version=__version__,
         description=DESCRIPTION,

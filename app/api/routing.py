@@ -6,7 +6,9 @@ request under load (``docs/performance.md``). An endpoint marked :func:`direct` 
 :class:`RequestRoute` calls it as ``endpoint(request, **path_params)``, the path parameters as
 the strings the path matched. FastAPI still builds the route's OpenAPI entry from the decorator
 and the signature as usual; with ``OPENTELEMETRY=true`` they get FastAPI's request spans, as
-every route does (its per-operation spans are off, app/tracing.py).
+every route does (its per-operation spans are off, app/tracing.py). Requests for a direct
+endpoint skip FastAPI's middleware stack and router too (:mod:`app.api.dispatch`), unless
+tracing is on.
 
 Unmarked endpoints get FastAPI's handler, unchanged.
 """
