@@ -137,15 +137,12 @@ def host_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def server(
-    image: Image, host_models: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+@contextlib.contextmanager
+def serving(image: Image, host_models: Path, log_path: Path) -> Iterator[Server]:
     """The image's CMD as the image's USER, the models mounted read-only where MODEL_DIR points:
     like ``docker run -e PORT=... -e HOST=127.0.0.1 -v folder:/app/models:ro``."""
     port = free_port()
     env = {"PORT": str(port), "HOST": "127.0.0.1"}
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
     volume = f"{host_models}:{image.env('MODEL_DIR')}:ro"
     cmd = image.config["Cmd"]
     with container(image.ref) as ctr, log_path.open("wb") as log:
@@ -163,6 +160,23 @@ def server(
             yield Server(ctr, process, cmd_pid(process, cmd), url, ready_s, log_path, env)
         finally:
             stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(
+    image: Image, host_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server for the tests that only talk to it (in any order: none of them stops it)."""
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with serving(image, host_models, log_path) as started:
+        yield started
+
+
+@pytest.fixture
+def server_to_stop(image: Image, host_models: Path, tmp_path: Path) -> Iterator[Server]:
+    """A server of its own for a test that stops it, so the shared one keeps serving."""
+    with serving(image, host_models, tmp_path / "server.log") as started:
+        yield started
 
 
 def wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
@@ -340,8 +354,9 @@ def test_healthcheck_passes_while_ready(image: Image, server: Server) -> None:
     assert result.returncode == 0, result.stdout.decode()[-2000:]
 
 
-def test_sigterm_exits_0_within_the_grace_period(image: Image, server: Server) -> None:
-    """Last: it stops the server. ``docker stop`` sends SIGTERM to the CMD's process (PID 1)."""
+def test_sigterm_exits_0_within_the_grace_period(image: Image, server_to_stop: Server) -> None:
+    """``docker stop`` sends SIGTERM to the CMD's process (PID 1)."""
+    server = server_to_stop
     grace_s = grace_period_s()
     started = time.monotonic()
     os.kill(server.pid, signal.SIGTERM)

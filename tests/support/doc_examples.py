@@ -4,7 +4,7 @@ The convention, which ``tests/e2e/test_doc_examples.py`` holds README.md and doc
 
 * Every fenced ```` ```bash ```` block is an example. It **runs** when each of its commands is a
   ``curl`` command; any other block (``make``, ``docker``, ``kubectl``, ``python``, ``cp``...)
-  is not run, and the test reports it as skipped, naming the programs it would run.
+  is not run (it sets up what the curl blocks talk to), and the test does not collect it.
 * A command's **documented answer** is JSON: a ``# {...}`` (or ``# [...]``) comment on the
   command's own line or on the comment lines right after it (a JSON value may go on over
   several ``#`` lines), or the ```` ```json ```` block right after a block of one command.
