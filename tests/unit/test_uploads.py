@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Iterable
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from python_multipart.multipart import parse_options_header
 
-from app.uploads import FormError, FormPart, read_form
+from app.uploads import FormError, FormPart, header_options, read_form
 
 # File data that looks like the multipart syntax around it, without being a delimiter.
 TRICKY = b"\x89PNG\r\n\x1a\n\r\n--b\r\n--bo\r\n\r\n--\x00\xff--boundary"
@@ -278,3 +279,17 @@ def test_one_piece_reads_as_the_streaming_parser_reads(
             return f"FormError: {exc}"
 
     assert outcome([body]) == outcome([body[:cut], body[cut:]])
+
+
+@settings(max_examples=1000, deadline=None)
+@example('form-data; name="file"; filename="seven.png"')
+@example("multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW")
+@example('form-data; name="a;b"; filename="C:\\\\x\\\\y.png"')
+@example("form-data; name*=utf-8''x; name=y")
+@example('form-data; NAME = "x" ; ')
+@given(st.text(alphabet=' \t;="\\*aAbB/-._\xe9\r', max_size=40))
+def test_header_options_read_as_python_multipart_reads_them(value: str) -> None:
+    """The plain values' quick reading gives what python-multipart's parser gives, for any
+    value, plain or not."""
+    assert header_options(value) == parse_options_header(value)[1]
+    assert header_options(value.encode("latin-1")) == parse_options_header(value)[1]
