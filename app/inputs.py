@@ -112,12 +112,13 @@ def framed_like_mnist(pixels: np.ndarray) -> bool:
     if abs(col_moment / total - MNIST_CENTRE) > FRAMED_CENTRE_TOLERANCE:
         return False
     ink = pixels > INK_THRESHOLD
-    by_row = np.flatnonzero(ink)
-    by_column = np.flatnonzero(ink.T)
-    if by_row.size == 0:
+    by_row = ink.tobytes()  # one byte per pixel, 1 for ink: bytes.find is cheaper than NumPy's
+    first = by_row.find(1)
+    if first < 0:
         return False
-    height = by_row[-1] // MNIST_SIZE - by_row[0] // MNIST_SIZE + 1
-    width = by_column[-1] // MNIST_SIZE - by_column[0] // MNIST_SIZE + 1
+    by_column = ink.T.tobytes()
+    height = by_row.rfind(1) // MNIST_SIZE - first // MNIST_SIZE + 1
+    width = by_column.rfind(1) // MNIST_SIZE - by_column.find(1) // MNIST_SIZE + 1
     return bool(FRAMED_SIDES[0] <= max(height, width) <= FRAMED_SIDES[1])
 
 
@@ -196,7 +197,7 @@ def _plain_greyscale_png(data: bytes, max_side: int) -> np.ndarray | None:
         image = Image.frombytes("L", (width, height), b"".join(idat), "zip", "L")
     except (ValueError, OSError):
         return None
-    return np.asarray(image, dtype=np.uint8)
+    return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(height, width)
 
 
 def _open(data: bytes, max_side: int) -> Image.Image:
