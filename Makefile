@@ -43,11 +43,12 @@ train: $(VENV)/.installed  ## retrain both models (recipe v2) into models/<name>
 	$(BIN)/python -m training.digits --recipe v2
 	$(BIN)/python -m evaluation models/sentiment models/digits --write
 
-bench: $(VENV)/.installed  ## batched vs unbatched, protocols, swaps (~11 min); then one worker vs WORKERS=auto (~5 min)
+bench: $(VENV)/.installed  ## batched vs unbatched, protocols, swaps (~11 min); one worker vs WORKERS=auto (~5 min); the limit point (~3 min)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench --configs batched,batched-auto --protocols '' --no-reload \
 		--output bench/results-auto.json --plot bench/throughput_latency-auto.png
 	$(BIN)/python -m bench.capacity --update-docs
+	$(BIN)/python -m bench.limit
 
 soak: $(VENV)/.installed
 	$(BIN)/python -m pytest -m soak -s
