@@ -219,6 +219,14 @@ def test_unknown_parameters_are_ignored_and_outputs_honoured(client: TestClient)
     assert "id" not in response.json()
 
 
+def test_an_empty_outputs_list_asks_for_every_output(client: TestClient) -> None:
+    """As Triton reads it: no output named is every output, not an answer without any."""
+    request = {"inputs": [tensor("reviews", "BYTES", [1], REVIEWS[:1])], "outputs": []}
+    response = client.post(SENTIMENT, json=request)
+    assert response.status_code == 200, response.text
+    assert [o["name"] for o in response.json()["outputs"]] == ["positive_probability"]
+
+
 # ---- infer: binary tensor data -----------------------------------------------------------------
 
 

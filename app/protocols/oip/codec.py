@@ -462,7 +462,7 @@ def _numbers(tensor: _Tensor) -> np.ndarray:
 def _requested_outputs(
     value: Any, signature: Signature, binary_default: bool
 ) -> tuple[RequestedOutput, ...]:
-    if value is None:
+    if value is None or value == []:  # as Triton: no output asked for is every output
         return tuple(RequestedOutput(name, binary_default) for name in signature.outputs)
     if not isinstance(value, list):
         raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
