@@ -21,6 +21,7 @@ import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -162,24 +163,11 @@ def train(argv: list[str] | None = None) -> TrainedSentiment:
     seconds = time.perf_counter() - started
 
     path = export.version_dir(args.output_dir, "sentiment", args.version)
-
-    @tf.function
-    def serve(reviews: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = classifier(vectorizer(reviews), training=False)
-        return {OUTPUT_NAME: tf.squeeze(probabilities, axis=-1)}
-
-    # Written beside its final place, then renamed into it: a running service polling
-    # MODEL_DIR never sees a half-written version.
-    with export.publishing(path) as staging:
-        export.export_saved_model(
-            staging,
-            tracked=[vectorizer, classifier],
-            serve=serve,
-            input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
-        )
-        metadata = {
-            "model": "sentiment",
-            "version": int(path.name),
+    metadata = _publish(
+        path,
+        vectorizer,
+        classifier,
+        {
             "recipe": "v1",
             "dataset": "IMDB Large Movie Review Dataset (aclImdb)",
             "train_size": len(x_train),
@@ -194,18 +182,10 @@ def train(argv: list[str] | None = None) -> TrainedSentiment:
             "test_accuracy": round(float(test_accuracy), 5),
             "test_loss": round(float(test_loss), 5),
             "training_seconds": round(seconds, 1),
-            "validation_history": {
-                k: [round(float(v), 5) for v in vs] for k, vs in history.items()
-            },
-            "signature": {
-                "inputs": {INPUT_NAME: {"dtype": "string", "shape": [None]}},
-                "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [None]}},
-            },
-        }
-        export.write_metadata(staging, metadata)
-        export.plot_history(
-            history, staging / "training_curves.png", "IMDB sentiment (validation run)"
-        )
+        },
+        history,
+        "IMDB sentiment (validation run)",
+    )
     print(f"sentiment: test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) -> {path}")
     return TrainedSentiment(vectorizer, classifier, path, metadata)
 
@@ -285,22 +265,11 @@ def _train_v2(
     seconds = time.perf_counter() - started
 
     path = export.version_dir(args.output_dir, "sentiment", args.version)
-
-    @tf.function
-    def serve(reviews: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = classifier(bag(reviews), training=False)
-        return {OUTPUT_NAME: tf.squeeze(probabilities, axis=-1)}
-
-    with export.publishing(path) as staging:
-        export.export_saved_model(
-            staging,
-            tracked=[bag, classifier],
-            serve=serve,
-            input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
-        )
-        metadata = {
-            "model": "sentiment",
-            "version": int(path.name),
+    metadata = _publish(
+        path,
+        bag,
+        classifier,
+        {
             "recipe": "v2",
             "dataset": "IMDB Large Movie Review Dataset (aclImdb)",
             "train_size": n_train,
@@ -321,6 +290,45 @@ def _train_v2(
             "test_accuracy": round(float(test_accuracy), 5),
             "test_loss": round(float(test_loss), 5),
             "training_seconds": round(seconds, 1),
+        },
+        history,
+        "IMDB sentiment v2 (validation run)",
+    )
+    print(f"sentiment v2: test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) -> {path}")
+    return TrainedSentiment(bag, classifier, path, metadata)
+
+
+def _publish(
+    path: Path,
+    features: Any,
+    classifier: keras.Model,
+    recipe_metadata: dict[str, Any],
+    history: dict[str, list[float]],
+    title: str,
+) -> dict[str, Any]:
+    """Export ``features`` then ``classifier`` as the serving signature (reviews -> positive
+    probability) into ``path``, with its metadata and training curves; returns the metadata.
+
+    The version is written beside its final place, then renamed into it: a running service
+    polling MODEL_DIR never sees a half-written version.
+    """
+
+    @tf.function
+    def serve(reviews: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = classifier(features(reviews), training=False)
+        return {OUTPUT_NAME: tf.squeeze(probabilities, axis=-1)}
+
+    with export.publishing(path) as staging:
+        export.export_saved_model(
+            staging,
+            tracked=[features, classifier],
+            serve=serve,
+            input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
+        )
+        metadata = {
+            "model": "sentiment",
+            "version": int(path.name),
+            **recipe_metadata,
             "validation_history": {
                 k: [round(float(v), 5) for v in vs] for k, vs in history.items()
             },
@@ -330,11 +338,8 @@ def _train_v2(
             },
         }
         export.write_metadata(staging, metadata)
-        export.plot_history(
-            history, staging / "training_curves.png", "IMDB sentiment v2 (validation run)"
-        )
-    print(f"sentiment v2: test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) -> {path}")
-    return TrainedSentiment(bag, classifier, path, metadata)
+        export.plot_history(history, staging / "training_curves.png", title)
+    return metadata
 
 
 def main(argv: list[str] | None = None) -> None:
