@@ -31,22 +31,10 @@ def build(model_dir: Path) -> Path:
 
 
 def _save(model_dir: Path) -> None:
-    import tensorflow as tf
+    # The same model the tests serve to tritonclient (tests/e2e/test_general_clients.py).
+    from tests.support.savedmodels import triton_simple
 
-    class Simple(tf.Module):
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None, 16], tf.int32, name="INPUT0"),
-                tf.TensorSpec([None, 16], tf.int32, name="INPUT1"),
-            ]
-        )
-        def serve(self, INPUT0: tf.Tensor, INPUT1: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"OUTPUT0": INPUT0 + INPUT1, "OUTPUT1": INPUT0 - INPUT1}
-
-    module = Simple()
-    tf.saved_model.save(
-        module, str(model_dir / NAME / "1"), signatures={"serving_default": module.serve}
-    )
+    triton_simple(model_dir / NAME / "1")
 
 
 if __name__ == "__main__":
