@@ -28,11 +28,10 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from tests.support.savedmodels import build_zoo, call_directly, example
-from tests.support.server import start_server, stop_server
+from tests.support.server import metric_total, model_calls, start_server, stop_server
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -52,19 +51,11 @@ class Served:
 
     def model_calls(self, model: str) -> list[int]:
         """Instances of each call that reached ``model`` so far, in order."""
-        path = self.fault_file.with_name(self.fault_file.name + ".calls")
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [int(n) for name, n in (line.split() for line in lines) if name == model]
+        return model_calls(self.fault_file, model)
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of ``/metrics``' samples called ``name`` with these labels (0 if none)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
+        return metric_total(self.url, name, **labels)
 
     def direct(self, model: str, signature: str = "serving_default", **inputs: Any) -> Any:
         """TensorFlow's own answer: the signature called on the SavedModel, not served."""

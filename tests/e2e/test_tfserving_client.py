@@ -16,11 +16,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.inputs import decode_digit
 from tests.conftest import MODELS, png
-from tests.support.server import start_server, stop_server
+from tests.support.server import metric_total, model_calls, start_server, stop_server
 from tests.support.waiting import wait_until
 
 REVIEWS = [
@@ -39,19 +38,11 @@ class Served:
 
     def model_calls(self, model: str) -> list[int]:
         """Instances of each call that reached ``model`` so far, in order."""
-        path = self.fault_file.with_name(self.fault_file.name + ".calls")
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [int(n) for name, n in (line.split() for line in lines) if name == model]
+        return model_calls(self.fault_file, model)
 
     def queued(self, model: str) -> float:
         """``model_queue_depth`` of ``model``, all its versions together."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "model_queue_depth" and sample.labels.get("model") == model
-        )
+        return metric_total(self.url, "model_queue_depth", model=model)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,8 @@ from subprocess import Popen
 import httpx
 import numpy as np
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.server import rss_kib
+from tests.support.server import metric_total, model_calls, rss_kib
 from tests.support.waiting import wait_until
 
 # The servers' settings (see conftest.py).
@@ -67,9 +66,7 @@ class Server:
         """Instances of each call that reached ``model``, in order, since ``forget_calls``;
         written by ``tests.support.faulty_app`` as each call enters (``faulty_server`` only)."""
         assert self.fault_file is not None
-        path = self.fault_file.with_name(self.fault_file.name + ".calls")
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [int(n) for name, n in (line.split() for line in lines) if name == model]
+        return model_calls(self.fault_file, model)
 
     def forget_calls(self) -> None:
         assert self.fault_file is not None
@@ -77,14 +74,7 @@ class Server:
 
     def metric(self, name: str, headers: dict[str, str] | None = None, **labels: str) -> float:
         """The sum of ``/metrics``' samples called ``name`` with these labels (0 if none)."""
-        response = httpx.get(f"{self.url}/metrics", headers=headers, timeout=10)
-        response.raise_for_status()
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(response.text)
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
+        return metric_total(self.url, name, headers, **labels)
 
 
 def answers(server: Server) -> bool:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 
@@ -129,3 +130,26 @@ def rss_kib(proc: subprocess.Popen) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {proc.pid}")
+
+
+def model_calls(fault_file: Path, model: str) -> list[int]:
+    """Instances of each call that reached ``model`` so far, in order: the ``<model>
+    <instances>`` lines ``tests.support.faulty_app`` appends to ``<fault_file>.calls``."""
+    path = fault_file.with_name(fault_file.name + ".calls")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [int(n) for name, n in (line.split() for line in lines) if name == model]
+
+
+def metric_total(
+    url: str, name: str, headers: dict[str, str] | None = None, **labels: str
+) -> float:
+    """The sum of the server's ``/metrics`` samples called ``name`` with these labels (0 if
+    none)."""
+    response = httpx.get(f"{url}/metrics", headers=headers, timeout=10)
+    response.raise_for_status()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
